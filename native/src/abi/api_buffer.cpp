@@ -1,0 +1,97 @@
+// Buffers: memory on the context's device, with host copies.
+#include "abi/checks.h"
+#include "abi/guard.h"
+#include "abi/handles.h"
+
+using namespace megamoe;
+
+namespace {
+
+void check_range(const megamoe_buffer& buffer, int64_t offset, int64_t size) {
+  if (offset < 0) invalid("offset_bytes", "is ", offset, " (negative)");
+  if (size < 0) invalid("size_bytes", "is ", size, " (negative)");
+  if (offset > buffer.size || size > buffer.size - offset) {
+    invalid("size_bytes", "range [", offset, ", ", offset, " + ", size, ") exceeds the buffer's ", buffer.size,
+            " bytes");
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_create(megamoe_context_t context, int64_t size_bytes,
+                                                   megamoe_buffer_t* out_buffer) {
+  return guarded(__func__, [&] {
+    auto& ctx = require_handle(context, "context");
+    auto& out = require_out(out_buffer, "out_buffer");
+    if (size_bytes < 0) invalid("size_bytes", "is ", size_bytes, " (negative)");
+    auto buffer = std::make_unique<megamoe_buffer>();
+    buffer->backend = ctx.backend;
+    buffer->data = size_bytes > 0 ? ctx.backend->allocate(size_bytes) : nullptr;
+    buffer->size = size_bytes;
+    out = buffer.release();
+  });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_destroy(megamoe_buffer_t buffer) {
+  return guarded(__func__, [&] {
+    if (buffer == nullptr) return;
+    delete &require_handle(buffer, "buffer");
+  });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_get_data(megamoe_buffer_t buffer, void** out_data,
+                                                     int32_t* out_device_type, int32_t* out_device_id) {
+  return guarded(__func__, [&] {
+    auto& b = require_handle(buffer, "buffer");
+    auto& data = require_out(out_data, "out_data");
+    auto& type = require_out(out_device_type, "out_device_type");
+    auto& id = require_out(out_device_id, "out_device_id");
+    const Device device = b.backend->device();
+    data = b.data;
+    type = device.type;
+    id = device.id;
+  });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_get_size(megamoe_buffer_t buffer, int64_t* out_size_bytes) {
+  return guarded(__func__, [&] {
+    auto& b = require_handle(buffer, "buffer");
+    require_out(out_size_bytes, "out_size_bytes") = b.size;
+  });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_write(megamoe_buffer_t buffer, int64_t offset_bytes, const void* host,
+                                                  int64_t size_bytes, void* stream) {
+  return guarded(__func__, [&] {
+    auto& b = require_handle(buffer, "buffer");
+    check_range(b, offset_bytes, size_bytes);
+    if (size_bytes == 0) return;
+    if (host == nullptr) invalid("host", "is NULL");
+    b.backend->write(static_cast<char*>(b.data) + offset_bytes, host, size_bytes, stream);
+  });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_read(megamoe_buffer_t buffer, int64_t offset_bytes, void* host,
+                                                 int64_t size_bytes, void* stream) {
+  return guarded(__func__, [&] {
+    auto& b = require_handle(buffer, "buffer");
+    check_range(b, offset_bytes, size_bytes);
+    if (size_bytes == 0) return;
+    if (host == nullptr) invalid("host", "is NULL");
+    b.backend->read(host, static_cast<const char*>(b.data) + offset_bytes, size_bytes, stream);
+  });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_buffer_fill(megamoe_buffer_t buffer, int64_t offset_bytes, int64_t size_bytes,
+                                                 uint8_t value, void* stream) {
+  return guarded(__func__, [&] {
+    auto& b = require_handle(buffer, "buffer");
+    check_range(b, offset_bytes, size_bytes);
+    if (size_bytes == 0) return;
+    b.backend->fill(static_cast<char*>(b.data) + offset_bytes, value, size_bytes, stream);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,48 @@
+// Status strings, the thread-local last-error message and the live-object count.
+#include <cstring>
+#include <string>
+
+#include "abi/guard.h"
+#include "core/live_objects.h"
+
+namespace megamoe {
+namespace {
+thread_local std::string t_last_error;
+}  // namespace
+
+void set_last_error(const char* function, const char* detail) noexcept {
+  try {
+    t_last_error.assign(function);
+    t_last_error.append(": ");
+    t_last_error.append(detail);
+  } catch (...) {
+    // Keeping any message beats none; this one needs no allocation beyond what clear() keeps.
+    t_last_error.clear();
+  }
+}
+
+}  // namespace megamoe
+
+extern "C" {
+
+MEGAMOE_API const char* megamoe_status_string(megamoe_status_t status) {
+  switch (status) {
+    case MEGAMOE_SUCCESS: return "MEGAMOE_SUCCESS";
+    case MEGAMOE_ERROR_INVALID_ARGUMENT: return "MEGAMOE_ERROR_INVALID_ARGUMENT";
+    case MEGAMOE_ERROR_UNSUPPORTED: return "MEGAMOE_ERROR_UNSUPPORTED";
+    case MEGAMOE_ERROR_BACKEND_UNAVAILABLE: return "MEGAMOE_ERROR_BACKEND_UNAVAILABLE";
+    case MEGAMOE_ERROR_OUT_OF_MEMORY: return "MEGAMOE_ERROR_OUT_OF_MEMORY";
+    case MEGAMOE_ERROR_DEVICE: return "MEGAMOE_ERROR_DEVICE";
+    case MEGAMOE_ERROR_CANCELLED: return "MEGAMOE_ERROR_CANCELLED";
+    case MEGAMOE_ERROR_INTERNAL: return "MEGAMOE_ERROR_INTERNAL";
+  }
+  return "unknown status";
+}
+
+MEGAMOE_API const char* megamoe_last_error_message(void) { return megamoe::t_last_error.c_str(); }
+
+MEGAMOE_API int64_t megamoe_live_object_count(void) {
+  return megamoe::live_object_counter().load(std::memory_order_relaxed);
+}
+
+}  // extern "C"

@@ -1,0 +1,66 @@
+// Argument validation shared by all entry points. Every failure throws
+// Error(MEGAMOE_ERROR_INVALID_ARGUMENT, "argument '<name>': <what is wrong>; <what was expected>")
+// before any work is enqueued, so a rejected call writes nothing.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace megamoe {
+
+[[noreturn]] void invalid_argument(const char* argument, const std::string& detail);
+
+template <typename... Parts>
+[[noreturn]] void invalid(const char* argument, Parts&&... parts) {
+  invalid_argument(argument, cat(std::forward<Parts>(parts)...));
+}
+
+template <typename T>
+T& require_handle(T* handle, const char* argument) {
+  if (handle == nullptr) invalid(argument, "handle is NULL");
+  if (!handle->valid()) invalid(argument, "handle is not a live ", T::kind_name, " (destroyed, or another kind)");
+  return *handle;
+}
+
+template <typename T>
+T& require_out(T* out, const char* argument) {
+  if (out == nullptr) invalid(argument, "output pointer is NULL");
+  return *out;
+}
+
+// Validates descriptors against the device of the context that will run the call.
+class TensorChecker {
+ public:
+  explicit TensorChecker(Device device) : device_(device) {}
+
+  // `layout` names the expected dimensions, e.g. "[M, K]"; its rank is the number of names.
+  Tensor tensor(const char* argument, const megamoe_tensor_t* desc, std::initializer_list<megamoe_dtype_t> dtypes,
+                const char* layout) const;
+  // As tensor(), accepting either of two layouts of different rank, e.g. "[N, K]" or "[E, N, K]".
+  Tensor tensor(const char* argument, const megamoe_tensor_t* desc, std::initializer_list<megamoe_dtype_t> dtypes,
+                const char* layout, const char* other_layout) const;
+  std::optional<Tensor> optional_tensor(const char* argument, const megamoe_tensor_t* desc,
+                                        std::initializer_list<megamoe_dtype_t> dtypes, const char* layout) const;
+
+ private:
+  Tensor checked(const char* argument, const megamoe_tensor_t* desc, std::initializer_list<megamoe_dtype_t> dtypes,
+                 const char* layout, const char* other_layout) const;
+  Device device_;
+};
+
+// shape[dim] of `t` must equal `expected`; `meaning` says where the number comes from
+// ("K, the columns of 'a'").
+void expect_dim(const char* argument, const Tensor& t, int32_t dim, int64_t expected, const char* meaning);
+// shape[dim] must be a positive multiple of 128.
+void expect_multiple_of_128(const char* argument, const Tensor& t, int32_t dim, const char* meaning);
+// Output memory must not overlap an input.
+void expect_disjoint(const char* output_name, const Tensor& output, const char* input_name, const Tensor& input);
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace megamoe
