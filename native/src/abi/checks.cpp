@@ -112,8 +112,9 @@ Tensor TensorChecker::checked(const char* argument, const megamoe_tensor_t* desc
             device_text(device_.type, device_.id));
   }
 
+  // Like PyTorch's is_contiguous: an empty tensor, or a dimension of extent 1, constrains nothing.
   int64_t expected_stride = 1;
-  for (int32_t i = t.rank - 1; i >= 0; --i) {
+  for (int32_t i = t.rank - 1; i >= 0 && numel > 0; --i) {
     if (t.shape[i] != 1 && t.strides[i] != expected_stride) {
       std::string expected = "[";
       int64_t s = 1;

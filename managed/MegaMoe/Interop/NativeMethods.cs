@@ -1,0 +1,170 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+// Every signature below is blittable: the source generator emits plain calls with no runtime marshalling stubs,
+// and a non-blittable type added by mistake is a compile error instead of a silent copy.
+[assembly: DisableRuntimeMarshalling]
+
+namespace MegaMoe.Interop;
+
+/// <summary>
+/// One declaration per function of <c>native/include/megamoe/megamoe.h</c>, in the header's order and with its
+/// names (AbiTests checks both directions). Handles cross as <see cref="SafeHandle"/>s so a call keeps its
+/// object alive; <c>*_destroy</c> take the raw pointer because only <see cref="SafeHandle.ReleaseHandle"/> calls them.
+/// Callers go through <see cref="NativeLibraryGuard.EnsureLoaded"/> first and check statuses with
+/// <see cref="NativeStatus.ThrowIfFailed"/>.
+/// </summary>
+internal static unsafe partial class NativeMethods
+{
+    /// <summary>Name resolved by <see cref="NativeLibraryLoader"/>.</summary>
+    public const string LibraryName = "megamoe";
+
+    // Version
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_version")]
+    public static partial int megamoe_version();
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_version_string")]
+    public static partial byte* megamoe_version_string();
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_build_info")]
+    public static partial byte* megamoe_build_info();
+
+    // Status and errors
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_status_string")]
+    public static partial byte* megamoe_status_string(MegaMoeStatus status);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_last_error_message")]
+    public static partial byte* megamoe_last_error_message();
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_live_object_count")]
+    public static partial long megamoe_live_object_count();
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_struct_size", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial long megamoe_struct_size(string typeName);
+
+    // Contexts
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_backend_available")]
+    public static partial MegaMoeStatus megamoe_backend_available(Backend backend, int deviceId);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_context_create")]
+    public static partial MegaMoeStatus megamoe_context_create(Backend backend, int deviceId, out ContextHandle context);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_context_destroy")]
+    public static partial MegaMoeStatus megamoe_context_destroy(nint context);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_context_get_backend")]
+    public static partial MegaMoeStatus megamoe_context_get_backend(ContextHandle context, out Backend backend);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_context_set_num_threads")]
+    public static partial MegaMoeStatus megamoe_context_set_num_threads(ContextHandle context, int numThreads);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_context_get_device_info")]
+    public static partial MegaMoeStatus megamoe_context_get_device_info(ContextHandle context, MegaMoeDeviceInfo* info);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_context_synchronize")]
+    public static partial MegaMoeStatus megamoe_context_synchronize(ContextHandle context, nint stream);
+
+    // Buffers
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_create")]
+    public static partial MegaMoeStatus megamoe_buffer_create(ContextHandle context, long sizeBytes, out BufferHandle buffer);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_destroy")]
+    public static partial MegaMoeStatus megamoe_buffer_destroy(nint buffer);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_get_data")]
+    public static partial MegaMoeStatus megamoe_buffer_get_data(
+        BufferHandle buffer, out nint data, out int deviceType, out int deviceId);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_get_size")]
+    public static partial MegaMoeStatus megamoe_buffer_get_size(BufferHandle buffer, out long sizeBytes);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_write")]
+    public static partial MegaMoeStatus megamoe_buffer_write(
+        BufferHandle buffer, long offsetBytes, void* host, long sizeBytes, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_read")]
+    public static partial MegaMoeStatus megamoe_buffer_read(
+        BufferHandle buffer, long offsetBytes, void* host, long sizeBytes, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_buffer_fill")]
+    public static partial MegaMoeStatus megamoe_buffer_fill(
+        BufferHandle buffer, long offsetBytes, long sizeBytes, byte value, nint stream);
+
+    // Operations
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_quantize_activations")]
+    public static partial MegaMoeStatus megamoe_quantize_activations(
+        ContextHandle context, MegaMoeTensor* x, MegaMoeTensor* q, MegaMoeTensor* scales, uint flags, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_dequantize_activations")]
+    public static partial MegaMoeStatus megamoe_dequantize_activations(
+        ContextHandle context, MegaMoeTensor* q, MegaMoeTensor* scales, MegaMoeTensor* output, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_quantize_weights")]
+    public static partial MegaMoeStatus megamoe_quantize_weights(
+        ContextHandle context, MegaMoeTensor* w, MegaMoeTensor* q, MegaMoeTensor* scales, uint flags, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_dequantize_weights")]
+    public static partial MegaMoeStatus megamoe_dequantize_weights(
+        ContextHandle context, MegaMoeTensor* q, MegaMoeTensor* scales, MegaMoeTensor* output, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_gemm_dense")]
+    public static partial MegaMoeStatus megamoe_gemm_dense(
+        ContextHandle context, MegaMoeTensor* a, MegaMoeTensor* aScales, MegaMoeTensor* b, MegaMoeTensor* bScales,
+        MegaMoeTensor* d, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_gemm_grouped_contiguous")]
+    public static partial MegaMoeStatus megamoe_gemm_grouped_contiguous(
+        ContextHandle context, MegaMoeTensor* a, MegaMoeTensor* aScales, MegaMoeTensor* b, MegaMoeTensor* bScales,
+        MegaMoeTensor* mIndices, MegaMoeTensor* d, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_gemm_grouped_offsets")]
+    public static partial MegaMoeStatus megamoe_gemm_grouped_offsets(
+        ContextHandle context, MegaMoeTensor* a, MegaMoeTensor* aScales, MegaMoeTensor* b, MegaMoeTensor* bScales,
+        MegaMoeTensor* offsets, MegaMoeTensor* d, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_gemm_grouped_masked")]
+    public static partial MegaMoeStatus megamoe_gemm_grouped_masked(
+        ContextHandle context, MegaMoeTensor* a, MegaMoeTensor* aScales, MegaMoeTensor* b, MegaMoeTensor* bScales,
+        MegaMoeTensor* maskedM, long expectedM, MegaMoeTensor* d, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_routed_plan_create")]
+    public static partial MegaMoeStatus megamoe_routed_plan_create(
+        ContextHandle context, long maxTokens, int topK, int numExperts, long n, long k, uint flags,
+        out RoutedPlanHandle plan);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_routed_plan_destroy")]
+    public static partial MegaMoeStatus megamoe_routed_plan_destroy(nint plan);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_gemm_routed")]
+    public static partial MegaMoeStatus megamoe_gemm_routed(
+        RoutedPlanHandle plan, MegaMoeTensor* a, MegaMoeTensor* aScales, MegaMoeTensor* b, MegaMoeTensor* bScales,
+        MegaMoeTensor* topkIdx, MegaMoeTensor* topkWeights, MegaMoeTensor* numTokens, MegaMoeTensor* d, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_interleave_gate_up")]
+    public static partial MegaMoeStatus megamoe_interleave_gate_up(
+        ContextHandle context, MegaMoeTensor* w, MegaMoeTensor* output, int inverse, nint stream);
+
+    // MoE layer
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_moe_layer_create")]
+    public static partial MegaMoeStatus megamoe_moe_layer_create(
+        ContextHandle context, MegaMoeMoeConfig* config, MegaMoeTensor* w13, MegaMoeTensor* w13Scales,
+        MegaMoeTensor* w2, MegaMoeTensor* w2Scales, nint stream, out MoeLayerHandle layer);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_moe_layer_destroy")]
+    public static partial MegaMoeStatus megamoe_moe_layer_destroy(nint layer);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_moe_layer_get_workspace_size")]
+    public static partial MegaMoeStatus megamoe_moe_layer_get_workspace_size(MoeLayerHandle layer, out long bytes);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_moe_layer_forward")]
+    public static partial MegaMoeStatus megamoe_moe_layer_forward(
+        MoeLayerHandle layer, MegaMoeTensor* x, MegaMoeTensor* xScales, MegaMoeTensor* topkIdx,
+        MegaMoeTensor* topkWeights, MegaMoeTensor* y, MegaMoeTensor* expertCounts, MegaMoeTensor* numTokens,
+        nint stream);
+}

@@ -1,0 +1,159 @@
+using System.Runtime.CompilerServices;
+using FluentAssertions;
+using MegaMoe.Tests.Reference;
+using MegaMoe.Tests.Support;
+using NUnit.Framework;
+
+namespace MegaMoe.Tests;
+
+/// <summary>Dispose, double dispose, use after dispose and finalization of every handle type.</summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class LifetimeTests
+{
+    private static readonly MoeLayerOptions SmallLayer = new()
+    {
+        Experts = 2,
+        TopK = 1,
+        Hidden = 128,
+        Intermediate = 128,
+        MaxTokens = 4,
+    };
+
+    [Test]
+    public void DisposingEveryObjectReleasesItImmediately()
+    {
+        long baseline = SettledLiveObjectCount();
+        MoeContext context = MoeContext.Create(Backend.Cpu);
+        DeviceTensor tensor = DeviceTensor.Allocate(context, DataType.Float32, 16);
+        RoutedGemmPlan plan = RoutedGemmPlan.Create(context, 4, 1, 2, 128, 128);
+        MoeLayer layer = CreateLayer(context);
+        MegaMoeLibrary.LiveObjectCount.Should().Be(baseline + 4);
+
+        layer.Dispose();
+        plan.Dispose();
+        tensor.Dispose();
+        context.Dispose();
+
+        MegaMoeLibrary.LiveObjectCount.Should().Be(baseline);
+    }
+
+    [Test]
+    public void DoubleDisposeIsHarmless()
+    {
+        using MoeContext context = MoeContext.Create(Backend.Cpu);
+        var tensor = DeviceTensor.Allocate(context, DataType.Int32, 4);
+        var plan = RoutedGemmPlan.Create(context, 4, 1, 2, 128, 128);
+        MoeLayer layer = CreateLayer(context);
+
+        foreach (IDisposable disposable in new IDisposable[] { tensor, plan, layer, context })
+        {
+            disposable.Dispose();
+            FluentActions.Invoking(disposable.Dispose).Should().NotThrow();
+        }
+    }
+
+    [Test]
+    public void UseAfterDisposeThrowsObjectDisposedException()
+    {
+        MoeContext context = MoeContext.Create(Backend.Cpu);
+        DeviceTensor tensor = DeviceTensor.Allocate(context, DataType.Float32, 1, 128);
+        DeviceTensor other = DeviceTensor.Allocate(context, DataType.Float32, 1, 128);
+        RoutedGemmPlan plan = RoutedGemmPlan.Create(context, 4, 1, 2, 128, 128);
+        MoeLayer layer = CreateLayer(context);
+        tensor.Dispose();
+        plan.Dispose();
+        layer.Dispose();
+        context.Dispose();
+
+        FluentActions.Invoking(() => tensor.ToArray<float>()).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => tensor.Fill(0)).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => context.Synchronize()).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => context.DeviceInfo).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => context.NumThreads = 1).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => DeviceTensor.Allocate(context, DataType.Float32, 1)).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => plan.Run(other, other, other, other, other, null, other)).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => layer.Forward(other, null, other, other, other)).Should().Throw<ObjectDisposedException>();
+        other.Dispose();
+    }
+
+    [Test]
+    public void DisposedTensorArgumentThrowsObjectDisposedException()
+    {
+        using MoeContext context = MoeContext.Create(Backend.Cpu);
+        using var scope = new DeviceScope(context);
+        DeviceTensor x = scope.Allocate(DataType.Float32, 1, 128);
+        DeviceTensor q = DeviceTensor.Allocate(context, DataType.Float8E4M3, 1, 128);
+        q.Dispose();
+
+        FluentActions.Invoking(() => context.QuantizeActivations(x, q, scope.Allocate(DataType.Float32, 1, 1)))
+            .Should().Throw<ObjectDisposedException>().Which.ObjectName.Should().Contain("DeviceTensor");
+    }
+
+    [Test]
+    public void ObjectsKeepTheirContextAlive()
+    {
+        long baseline = SettledLiveObjectCount();
+        MoeContext context = MoeContext.Create(Backend.Cpu);
+        using DeviceTensor tensor = DeviceTensor.Allocate(context, DataType.Int64, 3);
+        context.Dispose();
+
+        tensor.CopyFrom<long>([1, 2, 3]);
+
+        tensor.ToArray<long>().Should().Equal(1, 2, 3);
+        tensor.Dispose();
+        MegaMoeLibrary.LiveObjectCount.Should().Be(baseline);
+    }
+
+    [Test]
+    public void FinalizersReleaseObjectsThatWereNotDisposed()
+    {
+        long baseline = SettledLiveObjectCount();
+
+        CreateAndDrop(25);
+
+        SettledLiveObjectCount().Should().Be(baseline);
+    }
+
+    // Not inlined, so no reference to the objects survives in this frame when the caller collects.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void CreateAndDrop(int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            MoeContext context = MoeContext.Create(Backend.Cpu);
+            DeviceTensor.Allocate(context, DataType.BFloat16, 64, 128).Fill(0);
+            RoutedGemmPlan.Create(context, 8, 2, 4, 128, 256);
+            if (i % 5 == 0)
+            {
+                CreateLayer(context);
+            }
+        }
+
+        MegaMoeLibrary.LiveObjectCount.Should().BeGreaterThanOrEqualTo(3L * count);
+    }
+
+    private static long SettledLiveObjectCount()
+    {
+        for (int i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        return MegaMoeLibrary.LiveObjectCount;
+    }
+
+    private static MoeLayer CreateLayer(MoeContext context)
+    {
+        MoeProblem problem = MoeProblem.Random(new Random(1), SmallLayer, 1, 0);
+        using var scope = new DeviceScope(context);
+        return MoeLayer.Create(
+            context,
+            SmallLayer,
+            scope.Upload(DataType.Float8E4M3, problem.W13.Codes, problem.W13.Shape(batched: true)),
+            scope.Upload(DataType.Float32, problem.W13.Scales, problem.W13.WeightScaleShape(batched: true)),
+            scope.Upload(DataType.Float8E4M3, problem.W2.Codes, problem.W2.Shape(batched: true)),
+            scope.Upload(DataType.Float32, problem.W2.Scales, problem.W2.WeightScaleShape(batched: true)));
+    }
+}
