@@ -1,0 +1,509 @@
+// Persistent, warp-specialized SM90 FP8 block-scaled GEMM (docs/NUMERICS.md section 3):
+//
+//   warpgroups 0..BM/64-1  math: wgmma m64nBNk32 E4M3 x E4M3 -> float32 partial per 128-K block,
+//                          promoted on CUDA cores as acc = fma(sa * sb, partial, acc); BF16
+//                          epilogue through swizzled shared memory and a TMA store (or predicated
+//                          16-byte stores for tiles that end inside a group);
+//   last warpgroup         producer: one warp issues the TMA loads of A and B and stages the A
+//                          scales, kStages deep, through full/empty mbarriers.
+//
+// One CTA per SM walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... of the numbering in
+// core/gemm_schedule.h; producer and math warps run the same scheduler and agree on every tile.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cute/arch/cluster_sm90.hpp>
+#include <cute/arch/copy_sm90_desc.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+#include <cute/arch/mma_sm90_desc.hpp>
+#include <cute/arch/mma_sm90_gmma.hpp>
+#include <cutlass/arch/barrier.h>
+#include <cutlass/arch/reg_reconfig.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <utility>
+
+#include "core/gemm_heuristics.h"
+#include "core/gemm_schedule.h"
+
+namespace megamoe::cuda::sm90 {
+
+struct KernelParams {
+  const float* sfa;     // [rows, K/128]
+  const float* sfb;     // [groups, N/128, K/128]
+  const void* layout;   // m_indices / masked_m / offsets
+  __nv_bfloat16* d;     // [rows, N]
+  uint32_t rows;
+  uint32_t max_m;
+  uint32_t n;
+  uint32_t k;
+  uint32_t groups;
+  uint32_t band;
+  bool layout_int64;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Segment sources for the grouped schedulers (plain loads: layout data is read-only here).
+// ---------------------------------------------------------------------------------------------
+struct MaskedSegments {
+  const int32_t* masked_m;
+  uint32_t max_m;
+  MEGAMOE_HD Segment operator()(uint32_t e) const { return masked_segment(e, masked_m[e], max_m); }
+};
+
+struct OffsetAt {
+  const void* offsets;
+  bool is64;
+  MEGAMOE_HD int64_t operator()(uint32_t i) const {
+    return is64 ? static_cast<const int64_t*>(offsets)[i] : static_cast<int64_t>(static_cast<const int32_t*>(offsets)[i]);
+  }
+};
+
+struct OffsetSegments {
+  OffsetAt at;
+  uint32_t groups;
+  uint32_t rows;
+  MEGAMOE_HD Segment operator()(uint32_t s) const { return offsets_segment(s, groups, rows, at); }
+};
+
+template <GemmKind kKind>
+struct SegmentsFor {
+  using type = MaskedSegments;  // unused for dense / contiguous
+};
+template <>
+struct SegmentsFor<GemmKind::Offsets> {
+  using type = OffsetSegments;
+};
+
+template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
+class TileScheduler {
+  using Segments = typename SegmentsFor<kKind>::type;
+
+ public:
+  __device__ explicit TileScheduler(const KernelParams& p)
+      : rows_(p.rows),
+        n_blocks_(p.n / BN),
+        band_(p.band),
+        walker_(make_segments(p), num_segments(p), BM, p.n / BN, p.band, kMulticast) {}
+
+  __device__ bool next(TileWork& work) {
+    const uint32_t index = blockIdx.x + iteration_++ * gridDim.x;
+    if constexpr (kKind == GemmKind::Dense || kKind == GemmKind::Contiguous) {
+      return dense_tile(index, rows_, BM, n_blocks_, band_, work, kMulticast);
+    } else {
+      return walker_.find(index, work);
+    }
+  }
+
+ private:
+  __device__ static Segments make_segments(const KernelParams& p) {
+    if constexpr (kKind == GemmKind::Offsets) {
+      return OffsetSegments{OffsetAt{p.layout, p.layout_int64}, p.groups, p.rows};
+    } else {
+      return MaskedSegments{static_cast<const int32_t*>(p.layout), p.max_m};
+    }
+  }
+  __device__ static uint32_t num_segments(const KernelParams& p) {
+    if constexpr (kKind == GemmKind::Offsets) return p.groups + 2;
+    if constexpr (kKind == GemmKind::Masked) return p.groups;
+    return 0;  // the walker stays idle
+  }
+
+  uint32_t rows_;
+  uint32_t n_blocks_;
+  uint32_t band_;
+  uint32_t iteration_ = 0;
+  SegmentWalker<Segments> walker_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Contiguous layout: the tile's expert and whether a warpgroup's 64 rows hold any valid row.
+// Warp-collective: every lane of the calling warp must call it.
+// ---------------------------------------------------------------------------------------------
+template <uint32_t BM>
+__device__ __forceinline__ void contiguous_tile_groups(const int32_t* m_indices, uint32_t rows, uint32_t groups,
+                                                       uint32_t row_begin, uint32_t lane, uint32_t wg,
+                                                       int32_t& tile_group, int32_t& wg_group) {
+  constexpr uint32_t kPerLane = BM / 32;
+  int32_t v = -1;
+#pragma unroll
+  for (uint32_t j = 0; j < kPerLane; ++j) {
+    const uint32_t row = row_begin + lane * kPerLane + j;
+    if (row < rows) v = max(v, contiguous_row_group(__ldg(m_indices + row), groups));
+  }
+  tile_group = __reduce_max_sync(0xFFFFFFFFu, v);
+  const bool mine = (lane * kPerLane) / 64 == wg;
+  wg_group = __reduce_max_sync(0xFFFFFFFFu, mine ? v : -1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// wgmma
+// ---------------------------------------------------------------------------------------------
+template <uint32_t N>
+struct Fp8Mma;
+template <>
+struct Fp8Mma<32> {
+  using Op = cute::SM90::GMMA::MMA_64x32x32_F32E4M3E4M3_SS_TN<>;
+};
+template <>
+struct Fp8Mma<64> {
+  using Op = cute::SM90::GMMA::MMA_64x64x32_F32E4M3E4M3_SS_TN<>;
+};
+template <>
+struct Fp8Mma<128> {
+  using Op = cute::SM90::GMMA::MMA_64x128x32_F32E4M3E4M3_SS_TN<>;
+};
+
+template <uint32_t N, size_t... I>
+__device__ __forceinline__ void wgmma_impl(uint64_t desc_a, uint64_t desc_b, float* d, bool accumulate,
+                                           std::index_sequence<I...>) {
+  Fp8Mma<N>::Op::fma(desc_a, desc_b, d[I]...,
+                     accumulate ? cute::SM90::GMMA::ScaleOut::One : cute::SM90::GMMA::ScaleOut::Zero);
+}
+template <uint32_t N>
+__device__ __forceinline__ void wgmma(uint64_t desc_a, uint64_t desc_b, float* d, bool accumulate) {
+  wgmma_impl<N>(desc_a, desc_b, d, accumulate, std::make_index_sequence<N / 2>{});
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// K-major operand tile of `rows` x 128 bytes, 128B-swizzled by TMA: 8-row core groups 1024 bytes
+// apart (SBO), leading offset unused.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
+  cute::GmmaDescriptor desc;
+  desc.bitfield.start_address_ = static_cast<uint16_t>((smem_addr & 0x3FFFFu) >> 4);
+  desc.bitfield.leading_byte_offset_ = 0;
+  desc.bitfield.stride_byte_offset_ = 1024 >> 4;
+  desc.bitfield.base_offset_ = 0;
+  desc.bitfield.layout_type_ = static_cast<uint8_t>(cute::SM90::GMMA::LayoutType::B128);
+  return desc.desc_;
+}
+
+// 4-byte asynchronous copy global -> shared; src_bytes = 0 writes a zero without reading.
+__device__ __forceinline__ void cp_async_4(uint32_t smem_addr, const void* gmem, uint32_t src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes) : "memory");
+}
+// Arrives on the mbarrier once all of this thread's earlier cp.async copies have landed (counts as
+// one of the barrier's expected arrivals).
+__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar_addr) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar_addr) : "memory");
+}
+
+__device__ __forceinline__ void stmatrix_x2(uint32_t smem_addr, uint32_t r0, uint32_t r1) {
+  asm volatile("stmatrix.sync.aligned.x2.m8n8.shared.b16 [%0], {%1, %2};\n" ::"r"(smem_addr), "r"(r0), "r"(r1)
+               : "memory");
+}
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// A math warp is done with a stage: one arrival on the empty barrier of every CTA whose producer
+// writes into this stage (lane c arrives at CTA c of the cluster).
+template <uint32_t kMulticast>
+__device__ __forceinline__ void release_stage_impl(cutlass::arch::ClusterTransactionBarrier& bar, uint32_t lane) {
+  // The arrival (release) is made by one lane for the whole warp: order every lane's shared-memory
+  // reads of the stage (the A scales) before it, so the producer's refill cannot overtake them.
+  __syncwarp();
+  if constexpr (kMulticast == 1) {
+    if (lane == 0) bar.arrive();
+  } else {
+    if (lane < kMulticast) bar.arrive(lane, 1u);
+  }
+}
+
+template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
+struct GemmConfig {
+  static constexpr uint32_t kStages = gemm_num_stages(BM, BN);
+  static constexpr uint32_t kMathThreads = BM * 2;  // one warpgroup per 64 rows
+  static constexpr uint32_t kThreads = kMathThreads + 128;
+  static constexpr uint32_t kSmemBytes = gemm_smem_bytes(BM, BN);
+  static constexpr uint32_t kSwizzleD = BN * 2 >= 128 ? 128 : BN * 2;  // bytes per row of a D atom
+  static constexpr uint32_t kAtomN = kSwizzleD / 2;                     // columns per D atom / TMA store
+  static constexpr uint32_t kAtoms = BN / kAtomN;
+  // BLOCK_N = 256 runs as two N-waves of 128 columns per k-block (one 64x128 wgmma chain and
+  // promotion each), so the float32 partial stays at 64 registers next to the 128 accumulators.
+  static constexpr uint32_t kWaveN = BN > 128 ? 128 : BN;
+  static constexpr uint32_t kNWaves = BN / kWaveN;
+  static_assert(BM == 64 || BM == 128, "BLOCK_M must be 64 or 128");
+  static_assert(BN == 32 || BN == 64 || BN == 128 || BN == 256, "BLOCK_N must be 32, 64, 128 or 256");
+  static_assert(kStages >= 3, "too few pipeline stages");
+  static_assert(kMulticast == 1 || kMulticast == 2, "multicast over 1 or 2 CTAs");
+};
+
+// ---------------------------------------------------------------------------------------------
+// The kernel
+// ---------------------------------------------------------------------------------------------
+template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
+__global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThreads, 1)
+    gemm_kernel(const __grid_constant__ CUtensorMap tmap_a, const __grid_constant__ CUtensorMap tmap_b,
+                const __grid_constant__ CUtensorMap tmap_d, const __grid_constant__ KernelParams p) {
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Cfg = GemmConfig<kKind, BM, BN, kMulticast>;
+  using Barrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr uint32_t kStages = Cfg::kStages;
+  constexpr uint32_t kMathThreads = Cfg::kMathThreads;
+  constexpr uint32_t kMathWarps = kMathThreads / 32;
+  constexpr uint32_t kBytesA = BM * kGemmBlockK;
+  constexpr uint32_t kBytesB = BN * kGemmBlockK;
+  constexpr uint32_t kSwizzleD = Cfg::kSwizzleD;
+  constexpr uint32_t kAtomN = Cfg::kAtomN;
+  constexpr uint32_t kAtoms = Cfg::kAtoms;
+  constexpr uint32_t kChunksPerAtomRow = kSwizzleD / 16;
+  constexpr uint32_t kWaveN = Cfg::kWaveN;
+  constexpr uint32_t kNWaves = Cfg::kNWaves;
+  constexpr uint32_t kEpilogueBarrier = 1;
+  constexpr uint32_t kScaleBarrier = 2;
+
+  // Shared memory, 1024-byte aligned for the 128B swizzle (gemm_smem_bytes reserves the slack).
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  uint8_t* smem = smem_raw + ((1024u - (raw_addr & 1023u)) & 1023u);
+  uint8_t* smem_d = smem;
+  uint8_t* smem_a = smem_d + gemm_smem_d_bytes(BM, BN);
+  uint8_t* smem_b = smem_a + kStages * kBytesA;
+  float* smem_sfa = reinterpret_cast<float*>(smem_b + kStages * kBytesB);
+  float* smem_sfb = smem_sfa + kStages * BM;
+  Barrier* full = reinterpret_cast<Barrier*>(smem_sfb + kGemmMaxKBlocks);
+  Barrier* empty = full + kStages;
+
+  const uint32_t warp = threadIdx.x / 32;
+  const uint32_t lane = threadIdx.x % 32;
+  const uint32_t num_kb = p.k / kGemmBlockK;
+
+  if (threadIdx.x == kMathThreads) {
+    cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_a));
+    cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_b));
+    cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_d));
+#pragma unroll
+    for (uint32_t s = 0; s < kStages; ++s) {
+      full[s].init(33);  // lane 0 (with the TMA bytes) + 32 asynchronous A-scale arrivals
+      empty[s].init(kMathWarps * kMulticast);  // every math warp of every CTA reading this stage
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  // With multicast the peer CTA writes into this CTA's shared memory and arrives on its barriers:
+  // both must be initialized cluster-wide first.
+  if constexpr (kMulticast > 1) {
+    cute::cluster_arrive_relaxed();
+    cute::cluster_wait();
+  } else {
+    __syncthreads();
+  }
+
+  TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
+  TileWork work;
+  uint32_t stage = 0, phase = 0;
+  auto release_stage = [](Barrier& bar, uint32_t l) { release_stage_impl<kMulticast>(bar, l); };
+  auto advance = [&]() {
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+    phase ^= stage == 0 ? 1u : 0u;
+  };
+
+  if (threadIdx.x >= kMathThreads) {
+    // ----------------------------------- producer -----------------------------------------------
+    cutlass::arch::warpgroup_reg_dealloc<40>();
+    if (warp == kMathWarps) {
+      const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_sfa));
+      const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(full));
+      while (scheduler.next(work)) {
+        int32_t group = work.group;
+        if constexpr (kKind == GemmKind::Contiguous) {
+          int32_t unused;
+          contiguous_tile_groups<BM>(static_cast<const int32_t*>(p.layout), p.rows, p.groups, work.row_begin, lane, 0,
+                                     group, unused);
+        }
+        if (group < 0) continue;  // zero tile: nothing to load
+        const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.n + work.n_block * BN);
+        for (uint32_t kb = 0; kb < num_kb; ++kb) {
+          empty[stage].wait(phase ^ 1u);
+          if (lane == 0) {
+            uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
+            if constexpr (kMulticast > 1) {
+              // This CTA's half of the A tile, into the same stage of both CTAs of the cluster
+              // (the pair shares the m-block; each posts A + B bytes on its own full barrier).
+              const uint32_t rank = cute::block_rank_in_cluster();
+              cute::SM90_TMA_LOAD_MULTICAST_2D::copy(
+                  &tmap_a, bar, static_cast<uint16_t>((1u << kMulticast) - 1u), hint,
+                  smem_a + stage * kBytesA + rank * (BM / kMulticast) * kGemmBlockK,
+                  static_cast<int32_t>(kb * kGemmBlockK), static_cast<int32_t>(work.row_begin + rank * (BM / kMulticast)));
+            } else {
+              cute::SM90_TMA_LOAD_2D::copy(&tmap_a, bar, hint, smem_a + stage * kBytesA,
+                                           static_cast<int32_t>(kb * kGemmBlockK), static_cast<int32_t>(work.row_begin));
+            }
+            cute::SM90_TMA_LOAD_2D::copy(&tmap_b, bar, hint, smem_b + stage * kBytesB, static_cast<int32_t>(kb * kGemmBlockK),
+                                         b_row);
+          }
+          // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the
+          // producer never waits on their latency (a plain load here serialized every stage).
+          const uint32_t sfa_dst = sfa_base + stage * BM * 4;
+#pragma unroll
+          for (uint32_t i = lane; i < BM; i += 32) {
+            const uint32_t row = work.row_begin + i;
+            const bool in = row < p.rows;
+            cp_async_4(sfa_dst + i * 4, in ? p.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.sfa, in ? 4u : 0u);
+          }
+          cp_async_arrive_noinc(full_base + stage * 8);
+          if (lane == 0) full[stage].arrive_and_expect_tx(kBytesA + kBytesB);
+          advance();
+        }
+      }
+    }
+  } else {
+    // ----------------------------------- math ---------------------------------------------------
+    cutlass::arch::warpgroup_reg_alloc<BM == 128 ? 232 : 240>();
+    const uint32_t wg = threadIdx.x / 128;
+    const uint32_t r0 = warp * 16 + lane / 4;  // tile rows of this thread's accumulators
+    const uint32_t r1 = r0 + 8;
+    const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a)) + wg * 64 * kGemmBlockK;
+    const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b));
+    const uint32_t d_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_d));
+
+    while (scheduler.next(work)) {
+      int32_t group = work.group;
+      bool wg_active;
+      if constexpr (kKind == GemmKind::Contiguous) {
+        int32_t wg_group;
+        contiguous_tile_groups<BM>(static_cast<const int32_t*>(p.layout), p.rows, p.groups, work.row_begin, lane, wg,
+                                   group, wg_group);
+        wg_active = wg_group >= 0;
+      } else {
+        wg_active = work.row_begin + wg * 64 < work.row_end;
+      }
+
+      float accum[BN / 2];
+#pragma unroll
+      for (uint32_t i = 0; i < BN / 2; ++i) accum[i] = 0.0f;
+
+      if (group >= 0) {
+        // B scales of this tile's 128-row block(s) of N (kNWaves consecutive rows of the
+        // [N/128, K/128] scale matrix), one per K block.
+        const float* sfb_row =
+            p.sfb + (static_cast<uint64_t>(group) * (p.n / 128) + (work.n_block * BN) / 128) * num_kb;
+        for (uint32_t i = threadIdx.x; i < kNWaves * num_kb; i += kMathThreads) smem_sfb[i] = __ldg(sfb_row + i);
+        cutlass::arch::NamedBarrier::sync(kMathThreads, kScaleBarrier);
+
+        for (uint32_t kb = 0; kb < num_kb; ++kb) {
+          float sb[kNWaves];
+#pragma unroll
+          for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem_sfb[w * num_kb + kb];
+          full[stage].wait(phase);
+          if (wg_active) {
+            const float sa0 = smem_sfa[stage * BM + r0];
+            const float sa1 = smem_sfa[stage * BM + r1];
+#pragma unroll
+            for (uint32_t w = 0; w < kNWaves; ++w) {
+              float partial[kWaveN / 2];
+#pragma unroll
+              for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
+              wgmma_fence();
+#pragma unroll
+              for (uint32_t k = 0; k < kGemmBlockK / 32; ++k) {
+                wgmma<kWaveN>(smem_desc(a_base + stage * kBytesA + k * 32),
+                              smem_desc(b_base + stage * kBytesB + w * kWaveN * kGemmBlockK + k * 32), partial, k > 0);
+              }
+              wgmma_commit();
+#pragma unroll
+              for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
+              wgmma_wait_all();
+              if (w + 1 == kNWaves) release_stage(empty[stage], lane);
+              // Promotion: acc = fma(sa * sb, partial, acc), the scale product rounded first.
+              const float s0 = sa0 * sb[w];
+              const float s1 = sa1 * sb[w];
+              float* acc = accum + w * (kWaveN / 2);
+#pragma unroll
+              for (uint32_t i = 0; i < kWaveN / 8; ++i) {
+                acc[4 * i + 0] = __fmaf_rn(s0, partial[4 * i + 0], acc[4 * i + 0]);
+                acc[4 * i + 1] = __fmaf_rn(s0, partial[4 * i + 1], acc[4 * i + 1]);
+                acc[4 * i + 2] = __fmaf_rn(s1, partial[4 * i + 2], acc[4 * i + 2]);
+                acc[4 * i + 3] = __fmaf_rn(s1, partial[4 * i + 3], acc[4 * i + 3]);
+              }
+            }
+          } else {
+            release_stage(empty[stage], lane);
+          }
+          advance();
+        }
+      }
+
+      // ------------------------------- epilogue ---------------------------------------------------
+      // Rows that must read as zero: contiguous rows of another (or no) expert.
+      if constexpr (kKind == GemmKind::Contiguous) {
+        const int32_t* m_indices = static_cast<const int32_t*>(p.layout);
+        const uint32_t row0 = work.row_begin + r0, row1 = work.row_begin + r1;
+        const bool ok0 = group >= 0 && row0 < p.rows && contiguous_row_group(__ldg(m_indices + row0), p.groups) == group;
+        const bool ok1 = group >= 0 && row1 < p.rows && contiguous_row_group(__ldg(m_indices + row1), p.groups) == group;
+#pragma unroll
+        for (uint32_t i = 0; i < BN / 8; ++i) {
+          if (!ok0) accum[4 * i + 0] = 0.0f, accum[4 * i + 1] = 0.0f;
+          if (!ok1) accum[4 * i + 2] = 0.0f, accum[4 * i + 3] = 0.0f;
+        }
+      }
+
+      // The previous tile's TMA store must have read smem_d before it is overwritten.
+      if (threadIdx.x < kAtoms) cute::tma_store_wait<0>();
+      cutlass::arch::NamedBarrier::sync(kMathThreads, kEpilogueBarrier);
+
+      // Registers -> smem_d: atoms of [BM rows][kSwizzleD bytes], 16-byte chunks swizzled as TMA's
+      // SWIZZLE_<kSwizzleD>B expects (chunk ^= (byte offset >> 7) % chunks per row).
+#pragma unroll
+      for (uint32_t i = 0; i < BN / 8; ++i) {
+        const uint32_t atom = i / kChunksPerAtomRow;
+        const uint32_t in_atom = i % kChunksPerAtomRow;
+        const uint32_t chunk = in_atom + lane * kChunksPerAtomRow;  // lanes 0-15 address rows warp*16 + lane
+        const uint32_t line = chunk / 8;
+        const uint32_t col = (chunk % 8) ^ (line % kChunksPerAtomRow);
+        const uint32_t addr = d_base + atom * BM * kSwizzleD + warp * 16 * kSwizzleD + line * 128 + col * 16;
+        stmatrix_x2(addr, pack_bf16x2(accum[4 * i + 0], accum[4 * i + 1]), pack_bf16x2(accum[4 * i + 2], accum[4 * i + 3]));
+      }
+
+      bool whole_tile = true;
+      if constexpr (kKind == GemmKind::Masked || kKind == GemmKind::Offsets) {
+        whole_tile = work.row_begin + BM <= work.row_end;
+      }
+      if (whole_tile) {
+        // TMA store (it clips rows >= p.rows).
+        cute::tma_store_fence();
+        cutlass::arch::NamedBarrier::sync(kMathThreads, kEpilogueBarrier);
+        if (threadIdx.x < kAtoms) {
+          cute::SM90_TMA_STORE_2D::copy(&tmap_d, smem_d + threadIdx.x * BM * kSwizzleD,
+                                        static_cast<int32_t>(work.n_block * BN + threadIdx.x * kAtomN),
+                                        static_cast<int32_t>(work.row_begin));
+          cute::tma_store_arrive();
+        }
+      } else {
+        // The tile ends inside its segment: write only rows [row_begin, row_end).
+        cutlass::arch::NamedBarrier::sync(kMathThreads, kEpilogueBarrier);
+        constexpr uint32_t kChunksPerRow = BN / 8;
+        for (uint32_t idx = threadIdx.x; idx < BM * kChunksPerRow; idx += kMathThreads) {
+          const uint32_t row = idx / kChunksPerRow;
+          const uint32_t c = idx % kChunksPerRow;
+          const uint32_t grow = work.row_begin + row;
+          if (grow >= work.row_end) continue;
+          uint32_t off = row * kSwizzleD + (c % kChunksPerAtomRow) * 16;
+          off ^= ((off >> 7) % kChunksPerAtomRow) << 4;
+          const uint4 v = *reinterpret_cast<const uint4*>(smem_d + (c / kChunksPerAtomRow) * BM * kSwizzleD + off);
+          *reinterpret_cast<uint4*>(p.d + static_cast<uint64_t>(grow) * p.n + work.n_block * BN + c * 8) = v;
+        }
+      }
+    }
+    if (threadIdx.x < kAtoms) cute::tma_store_wait<0>();
+  }
+  // No CTA of a cluster may exit while its peer can still multicast into it or arrive on its
+  // barriers; every thread of both CTAs reaches this point.
+  if constexpr (kMulticast > 1) cute::cluster_sync();
+#else
+  if (blockIdx.x == 0 && threadIdx.x == 0) printf("megamoe: the SM90 GEMM kernel needs sm_90a\n");
+#endif
+}
+
+}  // namespace megamoe::cuda::sm90

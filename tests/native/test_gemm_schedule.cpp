@@ -1,0 +1,271 @@
+// CPU tests of the SM90 GEMM tile scheduling math (core/gemm_schedule.h) and tile heuristics
+// (core/gemm_heuristics.h): simulating every CTA of a persistent grid, each output tile is produced
+// exactly once, tiles stay inside their segment, and the grouped layouts' segments cover the rows
+// they must.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <random>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "core/gemm_heuristics.h"
+#include "core/gemm_schedule.h"
+
+namespace {
+
+using megamoe::Segment;
+using megamoe::TileWork;
+
+TEST(GemmSchedule, SwizzleTileIsABijection) {
+  for (uint32_t m_blocks : {1u, 3u, 8u, 17u, 40u}) {
+    for (uint32_t n_blocks : {1u, 5u, 32u}) {
+      for (uint32_t band : {8u, 16u}) {
+        std::set<std::pair<uint32_t, uint32_t>> seen;
+        for (uint32_t i = 0; i < m_blocks * n_blocks; ++i) {
+          const auto t = megamoe::swizzle_tile(i, m_blocks, n_blocks, band);
+          ASSERT_LT(t.m_block, m_blocks);
+          ASSERT_LT(t.n_block, n_blocks);
+          seen.insert({t.m_block, t.n_block});
+        }
+        EXPECT_EQ(seen.size(), static_cast<std::size_t>(m_blocks * n_blocks))
+            << "m_blocks " << m_blocks << " n_blocks " << n_blocks << " band " << band;
+      }
+    }
+  }
+}
+
+TEST(GemmSchedule, SwizzleKeepsConsecutiveTilesOnOneBColumn) {
+  // Within a band, consecutive indices share the n-block (the B tile) and walk the m-blocks.
+  const auto a = megamoe::swizzle_tile(0, 32, 32, 8), b = megamoe::swizzle_tile(1, 32, 32, 8);
+  EXPECT_EQ(a.n_block, b.n_block);
+  EXPECT_EQ(b.m_block, a.m_block + 1);
+  EXPECT_TRUE(megamoe::swizzle_band(128, 128, 132) == 8u || megamoe::swizzle_band(128, 128, 132) == 16u);
+}
+
+// Simulates `ctas` persistent CTAs walking a segment list; returns (row_begin, n_block) -> count.
+template <typename SegmentAt>
+std::map<std::pair<uint32_t, uint32_t>, int> simulate(SegmentAt at, uint32_t num_segments, uint32_t block_m,
+                                                      uint32_t n_blocks, uint32_t ctas,
+                                                      std::vector<TileWork>* all = nullptr, uint32_t pair = 1) {
+  std::map<std::pair<uint32_t, uint32_t>, int> count;
+  for (uint32_t c = 0; c < ctas; ++c) {
+    megamoe::SegmentWalker<SegmentAt> walker(at, num_segments, block_m, n_blocks, 8, pair);
+    TileWork w{};
+    for (uint32_t it = 0;; ++it) {
+      if (!walker.find(c + it * ctas, w)) break;
+      ++count[{w.row_begin, w.n_block}];
+      if (all != nullptr) all->push_back(w);
+      EXPECT_LE(w.row_end, w.row_begin + block_m);
+      EXPECT_GT(w.row_end, w.row_begin);
+      EXPECT_LT(w.n_block, n_blocks);
+    }
+  }
+  return count;
+}
+
+TEST(GemmSchedule, MaskedCoversEveryValidRowOnce) {
+  std::mt19937 rng(7);
+  for (uint32_t trial = 0; trial < 50; ++trial) {
+    const uint32_t groups = 1 + static_cast<uint32_t>(rng()) % 40, max_m = 1 + static_cast<uint32_t>(rng()) % 300, block_m = static_cast<uint32_t>(rng()) % 2 ? 64 : 128;
+    const uint32_t n_blocks = 1 + static_cast<uint32_t>(rng()) % 6, ctas = 1 + static_cast<uint32_t>(rng()) % 140;
+    std::vector<int32_t> masked(groups);
+    for (auto& v : masked) v = static_cast<int32_t>(static_cast<uint32_t>(rng()) % (max_m + 1));
+    if (trial % 5 == 0) masked[0] = -3;                  // clamped to 0
+    if (trial % 7 == 0) masked[groups - 1] = max_m + 9;  // clamped to max_m
+    auto at = [&](uint32_t e) { return megamoe::masked_segment(e, masked[e], max_m); };
+    std::vector<TileWork> tiles;
+    const auto count = simulate(at, groups, block_m, n_blocks, ctas, &tiles);
+    std::vector<int> covered(static_cast<std::size_t>(groups) * max_m * n_blocks, 0);
+    for (const auto& [key, c] : count) EXPECT_EQ(c, 1);
+    for (const TileWork& w : tiles) {
+      ASSERT_GE(w.group, 0);
+      const uint32_t e = static_cast<uint32_t>(w.group);
+      EXPECT_GE(w.row_begin, e * max_m);
+      EXPECT_LE(w.row_end, e * max_m + static_cast<uint32_t>(std::clamp<int32_t>(masked[e], 0, max_m)));
+      for (uint32_t r = w.row_begin; r < w.row_end; ++r) ++covered[(static_cast<std::size_t>(r) * n_blocks) + w.n_block];
+    }
+    for (uint32_t e = 0; e < groups; ++e) {
+      const uint32_t valid = static_cast<uint32_t>(std::clamp<int32_t>(masked[e], 0, max_m));
+      for (uint32_t r = 0; r < max_m; ++r) {
+        for (uint32_t nb = 0; nb < n_blocks; ++nb) {
+          EXPECT_EQ(covered[(static_cast<std::size_t>(e * max_m + r) * n_blocks) + nb], r < valid ? 1 : 0)
+              << "group " << e << " row " << r << " n-block " << nb;
+        }
+      }
+    }
+  }
+}
+
+TEST(GemmSchedule, OffsetsCoverEveryRowOnceIncludingGaps) {
+  std::mt19937 rng(11);
+  for (uint32_t trial = 0; trial < 50; ++trial) {
+    const uint32_t groups = 1 + static_cast<uint32_t>(rng()) % 30, m = 1 + static_cast<uint32_t>(rng()) % 700, block_m = static_cast<uint32_t>(rng()) % 2 ? 64 : 128;
+    const uint32_t n_blocks = 1 + static_cast<uint32_t>(rng()) % 4, ctas = 1 + static_cast<uint32_t>(rng()) % 140;
+    std::vector<int64_t> offsets(groups + 1);
+    for (auto& v : offsets) v = static_cast<uint32_t>(rng()) % (m + 1);
+    std::sort(offsets.begin(), offsets.end());
+    auto offset_at = [&](uint32_t i) { return offsets[i]; };
+    auto at = [&](uint32_t s) { return megamoe::offsets_segment(s, groups, m, offset_at); };
+    std::vector<TileWork> tiles;
+    const auto count = simulate(at, groups + 2, block_m, n_blocks, ctas, &tiles);
+    for (const auto& [key, c] : count) EXPECT_EQ(c, 1);
+    std::vector<int> covered(static_cast<std::size_t>(m) * n_blocks, 0);
+    for (const TileWork& w : tiles) {
+      for (uint32_t r = w.row_begin; r < w.row_end; ++r) {
+        ++covered[static_cast<std::size_t>(r) * n_blocks + w.n_block];
+        // The tile's group owns the row (or no group does and the tile is a zero tile).
+        int32_t owner = -1;
+        for (uint32_t e = 0; e < groups; ++e) {
+          if (r >= offsets[e] && r < offsets[e + 1]) owner = static_cast<int32_t>(e);
+        }
+        EXPECT_EQ(w.group, owner) << "row " << r;
+      }
+    }
+    for (std::size_t i = 0; i < covered.size(); ++i) EXPECT_EQ(covered[i], 1) << "row " << i / n_blocks;
+  }
+}
+
+TEST(GemmSchedule, OffsetsOutOfRangeStayInBounds) {
+  // A bad table (decreasing, negative, beyond M) never yields rows outside [0, M).
+  const std::vector<int64_t> offsets = {-5, 40, 20, 900, 10};
+  const uint32_t m = 100;
+  auto offset_at = [&](uint32_t i) { return offsets[i]; };
+  for (uint32_t s = 0; s < 6; ++s) {
+    const Segment seg = megamoe::offsets_segment(s, 4, m, offset_at);
+    EXPECT_LE(seg.row_begin, seg.row_end);
+    EXPECT_LE(seg.row_end, m);
+  }
+}
+
+TEST(GemmSchedule, DenseTilesCoverTheGridOnce) {
+  for (uint32_t m : {1u, 127u, 129u, 4096u}) {
+    for (uint32_t block_m : {64u, 128u}) {
+      const uint32_t n_blocks = 7, ctas = 132;
+      std::map<std::pair<uint32_t, uint32_t>, int> count;
+      for (uint32_t c = 0; c < ctas; ++c) {
+        TileWork w{};
+        for (uint32_t it = 0; megamoe::dense_tile(c + it * ctas, m, block_m, n_blocks, 16, w); ++it) {
+          ++count[{w.row_begin, w.n_block}];
+          EXPECT_LE(w.row_end, m);
+        }
+      }
+      EXPECT_EQ(count.size(), static_cast<std::size_t>((m + block_m - 1) / block_m * n_blocks));
+      for (const auto& [key, c] : count) EXPECT_EQ(c, 1);
+    }
+  }
+}
+
+// TMA multicast pairs CTAs 2j and 2j+1 of a cluster: with an even number of n-blocks they must always
+// get tiles of the same m-block (and group) on neighbouring n-blocks, or both get none.
+TEST(GemmSchedule, MulticastPairsShareTheMBlock) {
+  std::mt19937 rng(5);
+  for (uint32_t trial = 0; trial < 40; ++trial) {
+    const uint32_t groups = 1 + static_cast<uint32_t>(rng()) % 20, max_m = 1 + static_cast<uint32_t>(rng()) % 300;
+    const uint32_t n_blocks = 2 * (1 + static_cast<uint32_t>(rng()) % 5), ctas = 2 * (1 + static_cast<uint32_t>(rng()) % 66);
+    std::vector<int32_t> masked(groups);
+    for (auto& v : masked) v = static_cast<int32_t>(static_cast<uint32_t>(rng()) % (max_m + 1));
+    auto at = [&](uint32_t e) { return megamoe::masked_segment(e, masked[e], max_m); };
+    for (uint32_t c = 0; c < ctas; c += 2) {
+      megamoe::SegmentWalker<decltype(at)> w0(at, groups, 64, n_blocks, 8, 2), w1(at, groups, 64, n_blocks, 8, 2);
+      for (uint32_t it = 0;; ++it) {
+        TileWork a{}, b{};
+        const bool has_a = w0.find(c + it * ctas, a), has_b = w1.find(c + 1 + it * ctas, b);
+        ASSERT_EQ(has_a, has_b);
+        if (!has_a) break;
+        EXPECT_EQ(a.row_begin, b.row_begin);
+        EXPECT_EQ(a.group, b.group);
+        EXPECT_EQ(a.n_block / 2, b.n_block / 2);
+        EXPECT_NE(a.n_block, b.n_block);
+      }
+    }
+    const auto count = simulate(at, groups, 64, n_blocks, ctas, nullptr, 2);
+    for (const auto& [key, c] : count) EXPECT_EQ(c, 1);
+  }
+  // Dense grid.
+  for (uint32_t m : {1u, 200u, 4096u}) {
+    std::map<std::pair<uint32_t, uint32_t>, int> count;
+    for (uint32_t c = 0; c < 132; c += 2) {
+      for (uint32_t it = 0;; ++it) {
+        TileWork a{}, b{};
+        const bool has_a = megamoe::dense_tile(c + it * 132, m, 128, 32, 16, a, 2);
+        const bool has_b = megamoe::dense_tile(c + 1 + it * 132, m, 128, 32, 16, b, 2);
+        ASSERT_EQ(has_a, has_b);
+        if (!has_a) break;
+        EXPECT_EQ(a.row_begin, b.row_begin);
+        EXPECT_EQ(a.n_block ^ 1u, b.n_block);
+        ++count[{a.row_begin, a.n_block}];
+        ++count[{b.row_begin, b.n_block}];
+      }
+    }
+    EXPECT_EQ(count.size(), static_cast<std::size_t>((m + 127) / 128 * 32));
+    for (const auto& [key, c] : count) EXPECT_EQ(c, 1);
+  }
+}
+
+TEST(GemmSchedule, ContiguousRowGroup) {
+  EXPECT_EQ(megamoe::contiguous_row_group(3, 8), 3);
+  EXPECT_EQ(megamoe::contiguous_row_group(-1, 8), -1);
+  EXPECT_EQ(megamoe::contiguous_row_group(8, 8), -1);
+  EXPECT_EQ(megamoe::contiguous_row_group(-7, 8), -1);
+}
+
+TEST(GemmHeuristics, StagesFitSharedMemory) {
+  for (const auto& t : megamoe::kGemmTiles) {
+    EXPECT_GE(megamoe::gemm_num_stages(t.block_m, t.block_n), 3u) << t.block_m << "x" << t.block_n;
+    EXPECT_LE(megamoe::gemm_smem_bytes(t.block_m, t.block_n), megamoe::kGemmSmemCapacity);
+  }
+}
+
+TEST(GemmHeuristics, ChoicesAreInstantiatedAndSensible) {
+  megamoe::GemmProblem p;
+  auto valid = [](megamoe::GemmTile t) {
+    for (const auto& c : megamoe::kGemmTiles)
+      if (c.block_m == t.block_m && c.block_n == t.block_n) return true;
+    return false;
+  };
+  for (int64_t m : {1, 20, 128, 4096}) {
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}, {128, 128}}) {
+      p.m = m, p.n = n, p.k = k;
+      EXPECT_TRUE(valid(megamoe::choose_gemm_tile(p)));
+    }
+  }
+  // Large problems take the largest tile; tiny decode batches the 64-row one.
+  p.kind = megamoe::GemmKind::Dense, p.m = 4096, p.n = 4096, p.k = 7168, p.groups = 1;
+  EXPECT_EQ(megamoe::choose_gemm_tile(p).block_m, 128u);
+  EXPECT_GE(megamoe::choose_gemm_tile(p).block_n, 128u);
+  p.n = 384;  // not a multiple of 256: never the 128x256 tile
+  EXPECT_LE(megamoe::choose_gemm_tile(p).block_n, 128u);
+  p.n = 4096;
+  p.kind = megamoe::GemmKind::Masked, p.m = 20, p.groups = 32;
+  EXPECT_EQ(megamoe::choose_gemm_tile(p).block_m, 64u);
+}
+
+TEST(GemmHeuristics, EnvironmentOverride) {
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "64x32", 1);
+  megamoe::GemmProblem p;
+  p.m = 4096, p.n = 4096, p.k = 7168;
+  const auto t = megamoe::choose_gemm_tile(p);
+  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
+  EXPECT_EQ(t.block_m, 64u);
+  EXPECT_EQ(t.block_n, 32u);
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "999x1", 1);  // unknown: ignored
+  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
+  const auto heuristic = megamoe::choose_gemm_tile(p);
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "999x1", 1);
+  EXPECT_EQ(megamoe::choose_gemm_tile(p).block_n, heuristic.block_n);
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "128x64x1", 1);
+  EXPECT_EQ(megamoe::choose_gemm_tile(p).multicast, 1u);
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "128x64x2", 1);
+  EXPECT_EQ(megamoe::choose_gemm_tile(p).multicast, 2u);
+  p.n = 128 * 3;  // odd number of 128-column blocks: multicast not allowed, falls back to 1
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "128x128x2", 1);
+  EXPECT_EQ(megamoe::choose_gemm_tile(p).multicast, 1u);
+  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
+}
+
+}  // namespace
