@@ -164,6 +164,8 @@ MEGAMOE_API megamoe_status_t megamoe_moe_layer_forward(megamoe_moe_layer_t layer
     if (args.num_tokens) expect_disjoint("y", args.y, "num_tokens", *args.num_tokens);
     if (args.expert_counts) {
       expect_disjoint("expert_counts", *args.expert_counts, "x", args.x);
+      if (args.x_scales) expect_disjoint("expert_counts", *args.expert_counts, "x_scales", *args.x_scales);
+      if (args.num_tokens) expect_disjoint("expert_counts", *args.expert_counts, "num_tokens", *args.num_tokens);
       expect_disjoint("expert_counts", *args.expert_counts, "topk_idx", args.topk_idx);
       expect_disjoint("expert_counts", *args.expert_counts, "topk_weights", args.topk_weights);
       expect_disjoint("expert_counts", *args.expert_counts, "y", args.y);
