@@ -18,6 +18,20 @@ def ctest_counts(path):
     return total - failed - skipped, failed, skipped
 
 
+def trx_skip_reason(path):
+    """The message of the first skipped managed test (the GPU tests say why they skip)."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    for result in root.iter():
+        if result.tag.endswith("UnitTestResult") and result.get("outcome") == "NotExecuted":
+            for node in result.iter():
+                if node.tag.endswith("Message") and node.text:
+                    return node.text.strip().splitlines()[0]
+    return None
+
+
 def trx_counts(path):
     try:
         root = ET.parse(path).getroot()
@@ -40,6 +54,9 @@ def main():
     m = trx_counts(trx)
     print(f"native: {n[0]} passed, {n[1]} failed, {n[2]} skipped")
     print(f"managed: {m[0]} passed, {m[1]} failed, {m[2]} skipped")
+    reason = trx_skip_reason(trx)
+    if m[2] and reason:
+        print(f"managed skipped because: {reason}")
     passed, failed, skipped = (a + b for a, b in zip(n, m))
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed or passed == 0 or n[0] == 0 or m[0] == 0 else 0

@@ -20,6 +20,12 @@ mkdir -p "$logs"
 echo "== native tests (ctest, build/$preset)"
 ctest --test-dir "build/$preset" --output-on-failure -j "$(nproc)" 2>&1 | tee "$logs/ctest.log"
 native_rc=${PIPESTATUS[0]}
+gpu_tests="build/$preset/tests/native/megamoe_gpu_tests"
+if [ -x "$gpu_tests" ]; then
+  # ctest lists skipped tests without their output; say once why the GPU tests skipped.
+  reason=$("$gpu_tests" 2>&1 | grep -m1 -o "CUDA backend unavailable.*" || true)
+  [ -n "$reason" ] && echo "native GPU tests skipped because: $reason"
+fi
 
 echo "== managed tests (NUnit)"
 dotnet test "$root/tests/managed/MegaMoe.Tests/MegaMoe.Tests.csproj" -c Release \

@@ -8,7 +8,9 @@
 namespace megamoe {
 namespace {
 
-std::shared_ptr<Backend> make_backend(megamoe_backend_t backend, int32_t device_id) {
+// `backend` arrives as an int: a C caller may pass any value, and loading an out-of-range value as
+// the enum type would be undefined behaviour.
+std::shared_ptr<Backend> make_backend(int32_t backend, int32_t device_id) {
   switch (backend) {
     case MEGAMOE_BACKEND_CPU:
       if (device_id != 0) invalid("device_id", "is ", device_id, "; the CPU backend has only device 0");
@@ -23,7 +25,7 @@ std::shared_ptr<Backend> make_backend(megamoe_backend_t backend, int32_t device_
         return make_cpu_backend();
       }
   }
-  invalid("backend", "value ", static_cast<int32_t>(backend), " is not a megamoe_backend_t");
+  invalid("backend", "value ", backend, " is not a megamoe_backend_t");
 }
 
 }  // namespace
@@ -34,8 +36,11 @@ using namespace megamoe;
 extern "C" {
 
 MEGAMOE_API megamoe_status_t megamoe_backend_available(megamoe_backend_t backend, int32_t device_id) {
+  int32_t value;
+  static_assert(sizeof value == sizeof backend, "megamoe_backend_t is an int");
+  std::memcpy(&value, &backend, sizeof value);
   return guarded(__func__, [&] {
-    switch (backend) {
+    switch (value) {
       case MEGAMOE_BACKEND_CPU:
         if (device_id != 0) invalid("device_id", "is ", device_id, "; the CPU backend has only device 0");
         return;
@@ -45,7 +50,7 @@ MEGAMOE_API megamoe_status_t megamoe_backend_available(megamoe_backend_t backend
         check_cuda_available(device_id);
         return;
     }
-    invalid("backend", "value ", static_cast<int32_t>(backend), " is not a megamoe_backend_t");
+    invalid("backend", "value ", value, " is not a megamoe_backend_t");
   });
 }
 
@@ -53,8 +58,10 @@ MEGAMOE_API megamoe_status_t megamoe_context_create(megamoe_backend_t backend, i
                                                     megamoe_context_t* out_context) {
   return guarded(__func__, [&] {
     auto& out = require_out(out_context, "out_context");
+    int32_t value;
+    std::memcpy(&value, &backend, sizeof value);
     auto context = std::make_unique<megamoe_context>();
-    context->backend = make_backend(backend, device_id);
+    context->backend = make_backend(value, device_id);
     out = context.release();
   });
 }

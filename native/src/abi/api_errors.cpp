@@ -26,7 +26,10 @@ void set_last_error(const char* function, const char* detail) noexcept {
 extern "C" {
 
 MEGAMOE_API const char* megamoe_status_string(megamoe_status_t status) {
-  switch (status) {
+  // Compared as an int: any value may arrive from C, and an out-of-range enum load is undefined.
+  int32_t value;
+  std::memcpy(&value, &status, sizeof value);
+  switch (value) {
     case MEGAMOE_SUCCESS: return "MEGAMOE_SUCCESS";
     case MEGAMOE_ERROR_INVALID_ARGUMENT: return "MEGAMOE_ERROR_INVALID_ARGUMENT";
     case MEGAMOE_ERROR_UNSUPPORTED: return "MEGAMOE_ERROR_UNSUPPORTED";
