@@ -12,7 +12,7 @@
 #                        (default: "build cpu gpu bench dotnet")
 #   GPU_RUN_BENCH_ARGS   extra arguments for megamoe_bench (e.g. "--filter dense --reps 10")
 #   GPU_RUN_GTEST_FILTER gtest filter for the GPU suite (default: all)
-#   MEGAMOE_DOTNET_DIR   a folder holding a dotnet SDK / the managed test host (see the hook below)
+#   MEGAMOE_DOTNET_DIR   the folder tests/managed/gpu/pack.sh filled (managed tests; stage "dotnet")
 #   MEGAMOE_COMMIT       commit recorded in the JSON
 set -u
 set -o pipefail
@@ -46,13 +46,6 @@ if want build; then
     timeout 480 cmake --build "$BUILD" -j "$JOBS" -- -k 0 >>"$OUT/build.log" 2>&1
     rc=$?
   fi
-  # The bench target joins the build once the top-level CMakeLists adds bench/; until then, build it here.
-  if [ $rc -eq 0 ] && [ ! -x "$BUILD/bench/megamoe_bench" ]; then
-    echo "== megamoe_bench (direct nvcc build)" >>"$OUT/build.log"
-    nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Inative/include bench/megamoe_bench.cu \
-      -L"$BUILD/native" -lmegamoe -lcublasLt -Xlinker -rpath="$BUILD/native" -o "$BUILD/megamoe_bench" \
-      >>"$OUT/build.log" 2>&1 || rc=$?
-  fi
   add build "$(status_of $rc)" "$(( $(date +%s) - t0 )) s"
   if [ $rc -ne 0 ]; then
     grep -E "error|Error" "$OUT/build.log" | head -40
@@ -63,9 +56,8 @@ fi
 # ------------------------------------------------------------------------------------------------
 if want cpu; then
   t0=$(date +%s)
-  # The GoogleTest binaries are run directly (the same tests ctest -L cpu / -L gpu lists; ctest's
-  # generated gtest files do not parse under CMake 4.x while tests/native/CMakeLists.txt passes
-  # SKIP_REGULAR_EXPRESSION through PROPERTIES).
+  # The GoogleTest binaries are run directly (the tests ctest -L cpu / -L gpu lists) so the log keeps
+  # each test's own output (ulp reports, tile names).
   timeout 300 "$BUILD/tests/native/megamoe_tests" >"$OUT/tests-cpu.log" 2>&1
   rc=$?
   add "tests cpu" "$(status_of $rc)" "$(grep -E '^\[  (PASSED|FAILED)  \]|tests? ran' "$OUT/tests-cpu.log" | tr '\n' ' ')"
@@ -82,7 +74,7 @@ if want sanitize; then
   t0=$(date +%s)
   filter=${GPU_RUN_SANITIZE_FILTER:-"GpuBackend.*:GpuQuantize.*:GpuTransform.*:GpuGemm.DenseZeroRows:GpuGemm.Offsets"}
   rc=0
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool" >>"$OUT/sanitize.log"
     # Two tile configurations keep it short: the 128x256 N-wave path and the multicast path.
     MEGAMOE_TEST_TILES=${GPU_RUN_SANITIZE_TILES:-"128x256x1,64x128x2"} timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 \
@@ -103,12 +95,12 @@ if want bench; then
 fi
 
 # ------------------------------------------------------------------------------------------------
-# HOOK (managed tests): when MEGAMOE_DOTNET_DIR points at a carried dotnet SDK / test host, run the
-# NUnit GPU category against this build's libmegamoe.so. The lead wires the exact command.
+# Managed tests: MEGAMOE_DOTNET_DIR is the folder tests/managed/gpu/pack.sh filled (the .NET runtime,
+# the self-hosted NUnit executable and run-gpu-tests.sh); the whole suite runs against this build.
 if want dotnet && [ -n "${MEGAMOE_DOTNET_DIR:-}" ]; then
   t0=$(date +%s)
   export DOTNET_ROOT="$MEGAMOE_DOTNET_DIR" PATH="$MEGAMOE_DOTNET_DIR:$PATH"
-  export MEGAMOE_NATIVE_LIBRARY="$BUILD/native/libmegamoe.so" LD_LIBRARY_PATH="$BUILD/native:${LD_LIBRARY_PATH:-}"
+  export MEGAMOE_NATIVE_PATH="$BUILD/native/libmegamoe.so" LD_LIBRARY_PATH="$BUILD/native:${LD_LIBRARY_PATH:-}"
   rc=0
   if [ -x "$MEGAMOE_DOTNET_DIR/run-gpu-tests.sh" ]; then
     timeout 300 "$MEGAMOE_DOTNET_DIR/run-gpu-tests.sh" >"$OUT/tests-dotnet.log" 2>&1 || rc=$?

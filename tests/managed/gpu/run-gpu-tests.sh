@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (scripts/gpu_run.sh's dotnet stage, or by hand): unpacks the runtime and the test
 # executable that pack.sh put beside this script, then runs the managed suite against the CUDA build of
-# libmegamoe.so named by MEGAMOE_NATIVE_PATH (or MEGAMOE_NATIVE_LIBRARY, which gpu_run.sh exports).
+# libmegamoe.so named by MEGAMOE_NATIVE_PATH.
 #   MEGAMOE_TEST_FILTER  test filter (default: every test; e.g. "TestCategory=Gpu")
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +12,7 @@ tar -xJf "$here/dotnet-runtime.tar.xz" -C "$work/dotnet"
 tar -xJf "$here/tests.tar.xz" -C "$work/tests"
 
 export DOTNET_ROOT="$work/dotnet" DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
-export MEGAMOE_NATIVE_PATH="${MEGAMOE_NATIVE_PATH:-${MEGAMOE_NATIVE_LIBRARY:?set MEGAMOE_NATIVE_PATH to the CUDA build of libmegamoe.so}}"
+export MEGAMOE_NATIVE_PATH="${MEGAMOE_NATIVE_PATH:?set MEGAMOE_NATIVE_PATH to the CUDA build of libmegamoe.so}"
 # Without this the loader would also accept the CPU-only copy that the build put beside the tests.
 rm -f "$work/tests/net10.0/libmegamoe.so"
 

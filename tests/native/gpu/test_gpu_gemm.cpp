@@ -142,6 +142,11 @@ void for_every_tile(DeviceBuffer& d, const HostVec<uint16_t>& ref, const std::ve
     EXPECT_EQ(rep.violations, 0) << rep.violations << " of " << rep.count
                                  << " outputs beyond 1 BF16 ulp and beyond the tensor-core bound:\n"
                                  << rep.first;
+    // The tensor-core bound is loose on purpose (it covers cancelling blocks); a systematic error,
+    // such as one K block scaled wrongly, would instead push most outputs past 1 ulp. Cancellation
+    // moves about 1% of random outputs past it, so more than 5% means a bug.
+    EXPECT_LE(rep.beyond_ulp, rep.count / 20 + 2)
+        << "too many outputs beyond 1 BF16 ulp for tensor-core rounding alone";
     std::printf("    [tile %-9s] %lld outputs: %lld bitwise equal, %lld beyond 1 ulp (max |err|/magnitude %.3g), "
                 "%lld violations\n",
                 tile.empty() ? "heuristic" : tile.c_str(), static_cast<long long>(rep.count),
