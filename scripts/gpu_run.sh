@@ -80,7 +80,7 @@ if want sanitize; then
     MEGAMOE_TEST_TILES=${GPU_RUN_SANITIZE_TILES:-"128x256x1,64x128x2"} timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 9 \
       "$BUILD/tests/native/megamoe_gpu_tests" --gtest_filter="$filter" >>"$OUT/sanitize.log" 2>&1 || rc=$?
   done
-  add sanitize "$(status_of $rc)" "$(grep -E 'ERROR SUMMARY' "$OUT/sanitize.log" | tr '\n' ' ')"
+  add sanitize "$(status_of $rc)" "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize.log" | tr '\n' ' ')"
 fi
 
 # ------------------------------------------------------------------------------------------------

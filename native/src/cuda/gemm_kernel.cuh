@@ -196,17 +196,18 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// A math warp is done with a stage: one arrival on the empty barrier of every CTA whose producer
-// writes into this stage (lane c arrives at CTA c of the cluster).
+// A math thread is done with a stage: it arrives on the empty barrier of every CTA whose producer
+// writes into this stage. Every thread arrives for itself so that its own reads of the stage (its
+// A scales) are ordered before the refill by its own release; one arrival per warp after
+// __syncwarp() is also correct under the PTX memory model, but compute-sanitizer's racecheck
+// cannot follow that ordering and reports the refill as a race.
 template <uint32_t kMulticast>
-__device__ __forceinline__ void release_stage_impl(cutlass::arch::ClusterTransactionBarrier& bar, uint32_t lane) {
-  // The arrival (release) is made by one lane for the whole warp: order every lane's shared-memory
-  // reads of the stage (the A scales) before it, so the producer's refill cannot overtake them.
-  __syncwarp();
+__device__ __forceinline__ void release_stage_impl(cutlass::arch::ClusterTransactionBarrier& bar) {
   if constexpr (kMulticast == 1) {
-    if (lane == 0) bar.arrive();
+    bar.arrive();
   } else {
-    if (lane < kMulticast) bar.arrive(lane, 1u);
+#pragma unroll
+    for (uint32_t c = 0; c < kMulticast; ++c) bar.arrive(c, 1u);
   }
 }
 
@@ -276,7 +277,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
 #pragma unroll
     for (uint32_t s = 0; s < kStages; ++s) {
       full[s].init(33);  // lane 0 (with the TMA bytes) + one per producer lane (its A scales)
-      empty[s].init(kMathWarps * kMulticast);  // every math warp of every CTA reading this stage
+      empty[s].init(kMathThreads * kMulticast);  // every math thread of every CTA reading this stage
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -292,7 +293,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
   TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
   TileWork work;
   uint32_t stage = 0, phase = 0;
-  auto release_stage = [](Barrier& bar, uint32_t l) { release_stage_impl<kMulticast>(bar, l); };
+  auto release_stage = [](Barrier& bar) { release_stage_impl<kMulticast>(bar); };
   auto advance = [&]() {
     stage = stage + 1 == kStages ? 0 : stage + 1;
     phase ^= stage == 0 ? 1u : 0u;
@@ -405,7 +406,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
 #pragma unroll
               for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
               wgmma_wait_all();
-              if (w + 1 == kNWaves) release_stage(empty[stage], lane);
+              if (w + 1 == kNWaves) release_stage(empty[stage]);
               // Promotion: acc = fma(sa * sb, partial, acc), the scale product rounded first.
               const float s0 = sa0 * sb[w];
               const float s1 = sa1 * sb[w];
@@ -419,7 +420,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
               }
             }
           } else {
-            release_stage(empty[stage], lane);
+            release_stage(empty[stage]);
           }
           advance();
         }
