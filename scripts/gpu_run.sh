@@ -8,10 +8,11 @@
 #
 # Environment:
 #   OUT                  where logs go (the device tool returns files from there)
-#   GPU_RUN_STAGES       space-separated subset of "build cpu gpu sanitize bench dotnet"
+#   GPU_RUN_STAGES       space-separated subset of "build cpu gpu sanitize bench profile dotnet"
 #                        (default: "build cpu gpu bench dotnet")
 #   GPU_RUN_BENCH_ARGS   extra arguments for megamoe_bench (e.g. "--filter dense --reps 10")
 #   GPU_RUN_GTEST_FILTER gtest filter for the GPU suite (default: all)
+#   GPU_RUN_PROFILE_FILTER  bench shape profiled by ncu in stage "profile" (default dense/m4096_n4096_k7168)
 #   MEGAMOE_DOTNET_DIR   the folder tests/managed/gpu/pack.sh filled (managed tests; stage "dotnet")
 #   MEGAMOE_COMMIT       commit recorded in the JSON
 set -u
@@ -92,6 +93,18 @@ if want bench; then
   timeout 240 "$bench_bin" --out "$OUT" ${GPU_RUN_BENCH_ARGS:-} >"$OUT/bench.log" 2>&1
   rc=$?
   add bench "$(status_of $rc)" "$(ls "$OUT"/*.json 2>/dev/null | xargs -n1 basename 2>/dev/null | tr '\n' ' ')"
+fi
+
+if want profile; then
+  # Nsight Compute on one GEMM launch (after the warm-ups); its sections go into bench.log, since
+  # the device tool returns at most 8 files.
+  target=${GPU_RUN_PROFILE_FILTER:-dense/m4096_n4096_k7168}
+  echo "== ncu: $target" >>"$OUT/bench.log"
+  timeout 240 ncu --kernel-name gemm_kernel --launch-skip 3 --launch-count 1 --section SpeedOfLight \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+    "$BUILD/bench/megamoe_bench" --filter "$target" --reps 1 >>"$OUT/bench.log" 2>&1
+  rc=$?
+  add profile "$(status_of $rc)" "ncu of $target in bench.log"
 fi
 
 # ------------------------------------------------------------------------------------------------
