@@ -24,9 +24,28 @@ catch (FormatException e)
     return 2;
 }
 
+// Load and check the native library first, so that a missing or mismatched one is reported as such.
+string libraryPath;
+try
+{
+    libraryPath = MegaMoeLibrary.Path;
+}
+catch (DllNotFoundException e)
+{
+    Console.Error.WriteLine(e.Message);
+    return 1;
+}
+catch (InvalidOperationException e)
+{
+    // The guard: the loaded file is not the MegaMoe library this binding was built for.
+    Console.Error.WriteLine($"The MegaMoe native library does not match this program: {e.Message}");
+    return 1;
+}
+
 try
 {
     Console.WriteLine($"MegaMoe {MegaMoeLibrary.Version.ToString(3)} demo: FP8 Mixture-of-Experts layer");
+    Console.WriteLine($"  library    {libraryPath}");
     Console.WriteLine($"  shape      E={options.Experts} experts, top-{options.TopK}, H={options.Hidden}, I={options.Intermediate}, T={options.Tokens} tokens, routed scaling {DemoOptions.RoutedScalingFactor}, seed {options.Seed}");
     try
     {
@@ -42,10 +61,5 @@ try
 catch (MegaMoeException e)
 {
     Console.Error.WriteLine($"MegaMoe failed ({e.Status}): {e.NativeMessage}");
-    return 1;
-}
-catch (DllNotFoundException e)
-{
-    Console.Error.WriteLine(e.Message);
     return 1;
 }

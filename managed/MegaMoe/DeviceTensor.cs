@@ -68,14 +68,27 @@ public sealed class DeviceTensor : IDisposable
         }
 
         long elementCount = 1;
-        foreach (long extent in shape)
+        long sizeBytes;
+        try
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(extent, nameof(shape));
-            elementCount = checked(elementCount * extent);
+            foreach (long extent in shape)
+            {
+                ArgumentOutOfRangeException.ThrowIfNegative(extent, nameof(shape));
+                elementCount = checked(elementCount * extent);
+            }
+
+            sizeBytes = checked(elementCount * dataType.SizeInBytes());
+        }
+        catch (OverflowException e)
+        {
+            throw new ArgumentException(
+                $"A {dataType}[{string.Join(", ", shape.ToArray())}] tensor has more than {long.MaxValue} bytes.",
+                nameof(shape),
+                e);
         }
 
-        long sizeBytes = checked(elementCount * dataType.SizeInBytes());
-        NativeMethods.megamoe_buffer_create(context.Handle, sizeBytes, out BufferHandle buffer).ThrowIfFailed();
+        MegaMoeStatus status = NativeMethods.megamoe_buffer_create(context.Handle, sizeBytes, out BufferHandle buffer);
+        status.ThrowIfFailed(buffer);
         try
         {
             NativeMethods.megamoe_buffer_get_data(buffer, out nint data, out int deviceType, out int deviceId)
@@ -124,15 +137,24 @@ public sealed class DeviceTensor : IDisposable
     /// <param name="source">The elements; the range must lie within the tensor (the native side checks it).</param>
     /// <param name="stream">The CUDA stream to order the copy on; 0 is the legacy default stream.</param>
     /// <exception cref="ArgumentException">The element type does not match.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="elementOffset"/> is so large that its byte offset does not fit a <see cref="long"/>.
+    /// </exception>
     /// <exception cref="MegaMoeInvalidArgumentException">The range does not lie within the tensor.</exception>
     public unsafe void CopyFrom<T>(long elementOffset, ReadOnlySpan<T> source, nint stream = default)
         where T : unmanaged
     {
         CheckElementType<T>(nameof(source));
+        if (elementOffset > long.MaxValue / sizeof(T))
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(elementOffset), elementOffset, "The byte offset of this element does not fit a 64-bit integer.");
+        }
+
         fixed (T* host = source)
         {
             NativeMethods.megamoe_buffer_write(
-                Buffer, checked(elementOffset * sizeof(T)), host, (long)source.Length * sizeof(T), stream).ThrowIfFailed();
+                Buffer, elementOffset * sizeof(T), host, (long)source.Length * sizeof(T), stream).ThrowIfFailed();
         }
     }
 
@@ -156,10 +178,21 @@ public sealed class DeviceTensor : IDisposable
     /// <typeparam name="T">An element type matching <see cref="DataType"/> (see <see cref="DataTypeExtensions.IsElementType{T}"/>).</typeparam>
     /// <param name="stream">The CUDA stream to order the copy on; 0 is the legacy default stream.</param>
     /// <exception cref="ArgumentException">The element type does not match.</exception>
+    /// <exception cref="NotSupportedException">
+    /// The tensor has more elements than a .NET array can hold (<see cref="Array.MaxLength"/>); copy it in parts
+    /// with <see cref="CopyTo{T}(Span{T}, nint)"/> on smaller tensors instead.
+    /// </exception>
     public T[] ToArray<T>(nint stream = default)
         where T : unmanaged
     {
-        var result = new T[checked((int)ElementCount)];
+        CheckElementType<T>(nameof(T));
+        if (ElementCount > Array.MaxLength)
+        {
+            throw new NotSupportedException(
+                $"The {DataType}[{string.Join(", ", _shape)}] tensor has {ElementCount} elements, more than an array holds.");
+        }
+
+        var result = new T[ElementCount];
         CopyTo<T>(result, stream);
         return result;
     }

@@ -79,11 +79,15 @@ public sealed partial class MoeContext : IDisposable
     /// <param name="backend">The backend; <see cref="Backend.Best"/> takes CUDA when usable, else the CPU.</param>
     /// <param name="deviceId">The CUDA ordinal; 0 for the CPU.</param>
     /// <exception cref="MegaMoeBackendUnavailableException">The backend cannot be used here; the message says why.</exception>
-    /// <exception cref="DllNotFoundException">The native library could not be loaded.</exception>
+    /// <exception cref="DllNotFoundException">The native library could not be loaded; the message lists what was tried.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The loaded native library does not match this binding (another major.minor version, other struct sizes, or a
+    /// function this binding imports is not exported); the message names the file (<see cref="MegaMoeLibrary.Path"/>).
+    /// </exception>
     public static MoeContext Create(Backend backend = Backend.Best, int deviceId = 0)
     {
         NativeLibraryGuard.EnsureLoaded();
-        NativeMethods.megamoe_context_create(backend, deviceId, out ContextHandle handle).ThrowIfFailed();
+        NativeMethods.megamoe_context_create(backend, deviceId, out ContextHandle handle).ThrowIfFailed(handle);
         try
         {
             NativeMethods.megamoe_context_get_backend(handle, out Backend actual).ThrowIfFailed();

@@ -38,6 +38,10 @@ public sealed class MoeLayer : IDisposable
     /// <param name="progress">Receives the fraction of weight preparation done, from the thread doing it.</param>
     /// <param name="cancellationToken">Stops weight preparation; nothing is created then.</param>
     /// <exception cref="MegaMoeInvalidArgumentException">An option or a tensor is invalid.</exception>
+    /// <exception cref="MegaMoeUnsupportedException">
+    /// The context is on <see cref="Backend.Cuda"/>: the CUDA backend does not implement the MoE layer yet; use
+    /// <see cref="Backend.Cpu"/>.
+    /// </exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public static unsafe MoeLayer Create(
         MoeContext context, MoeLayerOptions options, DeviceTensor w13, DeviceTensor? w13Scales, DeviceTensor w2,
@@ -50,8 +54,11 @@ public sealed class MoeLayer : IDisposable
         MegaMoeTensor t13 = TensorArgs.Required(w13), t13s = TensorArgs.Optional(w13Scales);
         MegaMoeTensor t2 = TensorArgs.Required(w2), t2s = TensorArgs.Optional(w2Scales);
         using var lease = new TensorLease(w13, w13Scales, w2, w2Scales);
-        using var bridge = new ProgressBridge(progress, cancellationToken);
-        bool observed = progress is not null || cancellationToken.CanBeCanceled;
+
+        // The callback (and the GC handle behind it) only when someone listens: otherwise the native side skips it.
+        using ProgressBridge? bridge = progress is not null || cancellationToken.CanBeCanceled
+            ? new ProgressBridge(progress, cancellationToken)
+            : null;
         var config = new MegaMoeMoeConfig
         {
             StructSize = (uint)sizeof(MegaMoeMoeConfig),
@@ -65,13 +72,29 @@ public sealed class MoeLayer : IDisposable
             ActivationBeta = options.ActivationBeta,
             ActivationClamp = options.ActivationClamp,
             RoutedScalingFactor = options.RoutedScalingFactor,
-            Progress = observed ? ProgressBridge.Callback : null,
-            ProgressUserData = observed ? bridge.UserData : 0,
+            Progress = bridge is not null ? ProgressBridge.Callback : null,
+            ProgressUserData = bridge?.UserData ?? 0,
         };
         MegaMoeStatus status = NativeMethods.megamoe_moe_layer_create(
             context.Handle, &config, &t13, w13Scales is null ? null : &t13s, &t2, w2Scales is null ? null : &t2s, stream,
             out MoeLayerHandle handle);
-        bridge.ThrowIfFailed(status);
+        if (status != MegaMoeStatus.Success)
+        {
+            try
+            {
+                if (bridge is not null)
+                {
+                    bridge.ThrowIfFailed(status);
+                }
+
+                status.ThrowIfFailed();
+            }
+            finally
+            {
+                handle.Dispose();
+            }
+        }
+
         try
         {
             NativeMethods.megamoe_moe_layer_get_workspace_size(handle, out long workspaceBytes).ThrowIfFailed();

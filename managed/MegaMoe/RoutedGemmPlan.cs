@@ -46,13 +46,17 @@ public sealed class RoutedGemmPlan : IDisposable
     /// <param name="k">Reduction size K, a multiple of 128.</param>
     /// <param name="options">Kernel selection.</param>
     /// <exception cref="MegaMoeInvalidArgumentException">A size is out of range.</exception>
+    /// <exception cref="MegaMoeUnsupportedException">
+    /// The context is on <see cref="Backend.Cuda"/>: the CUDA backend does not implement the routed GEMM yet; use
+    /// <see cref="Backend.Cpu"/>.
+    /// </exception>
     public static RoutedGemmPlan Create(
         MoeContext context, long maxTokens, int topK, int numExperts, long n, long k,
         RoutedPlanOptions options = RoutedPlanOptions.None)
     {
         ArgumentNullException.ThrowIfNull(context);
         NativeMethods.megamoe_routed_plan_create(
-            context.Handle, maxTokens, topK, numExperts, n, k, (uint)options, out RoutedPlanHandle handle).ThrowIfFailed();
+            context.Handle, maxTokens, topK, numExperts, n, k, (uint)options, out RoutedPlanHandle handle).ThrowIfFailed(handle);
         return new RoutedGemmPlan(handle, maxTokens, topK, numExperts, n, k);
     }
 

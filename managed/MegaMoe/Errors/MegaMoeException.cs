@@ -32,10 +32,10 @@ public class MegaMoeException : Exception
     /// <param name="nativeMessage">The native message.</param>
     /// <param name="innerException">The cause, if any.</param>
     protected MegaMoeException(MegaMoeStatus status, string nativeMessage, Exception? innerException)
-        : base(FormatMessage(status, nativeMessage), innerException)
+        : base(FormatMessage(status, nativeMessage ?? string.Empty), innerException)
     {
         Status = status;
-        NativeMessage = nativeMessage;
+        NativeMessage = nativeMessage ?? string.Empty;
     }
 
     /// <summary>The status the native call returned.</summary>

@@ -25,14 +25,20 @@ internal static unsafe class NativeLibraryGuard
     /// Throws <see cref="InvalidOperationException"/> unless the native library (its encoded version and its
     /// <c>megamoe_struct_size</c>) matches <paramref name="managed"/> and this binding's struct declarations.
     /// </summary>
-    internal static void Verify(Version managed, int encodedNativeVersion, Func<string, long> nativeStructSize)
+    /// <param name="managed">The version this binding was built for.</param>
+    /// <param name="encodedNativeVersion"><c>megamoe_version()</c> of the loaded library.</param>
+    /// <param name="nativeStructSize"><c>megamoe_struct_size</c> of the loaded library.</param>
+    /// <param name="libraryPath">The loaded file, for the message; <see cref="NativeLibraryLoader.LoadedPath"/> if null.</param>
+    internal static void Verify(
+        Version managed, int encodedNativeVersion, Func<string, long> nativeStructSize, string? libraryPath = null)
     {
         string binding = $"{typeof(NativeLibraryGuard).Assembly.GetName().Name} {managed.ToString(3)}";
+        string path = libraryPath ?? NativeLibraryLoader.LoadedPath;
         Version native = DecodeVersion(encodedNativeVersion);
         if (native.Major != managed.Major || native.Minor != managed.Minor)
         {
             throw new InvalidOperationException(
-                $"The MegaMoe native library is version {native.ToString(3)} but this binding ({binding}) needs " +
+                $"The MegaMoe native library {path} is version {native.ToString(3)} but this binding ({binding}) needs " +
                 $"{managed.Major}.{managed.Minor}.x. Use the library built from the same sources, or point " +
                 $"{NativeLibraryLoader.PathVariable} at it.");
         }
@@ -43,13 +49,30 @@ internal static unsafe class NativeLibraryGuard
             if (nativeSize != managedSize)
             {
                 throw new InvalidOperationException(
-                    $"The MegaMoe native library's {typeName} is {nativeSize} bytes but this binding ({binding}) " +
+                    $"The MegaMoe native library {path}: its {typeName} is {nativeSize} bytes but this binding ({binding}) " +
                     $"declares {managedSize}: they were built from different headers.");
             }
         }
     }
 
-    private static (string TypeName, int Size)[] StructSizes =>
+    /// <summary>
+    /// Throws <see cref="InvalidOperationException"/> naming <paramref name="libraryPath"/> and every function of
+    /// <paramref name="functions"/> that <paramref name="isExported"/> rejects: the file is not a MegaMoe library of
+    /// this API (or an older one), and calling into it would fail with <see cref="EntryPointNotFoundException"/>.
+    /// </summary>
+    internal static void VerifyExports(IEnumerable<string> functions, Func<string, bool> isExported, string libraryPath)
+    {
+        string[] missing = functions.Where(name => !isExported(name)).ToArray();
+        if (missing.Length > 0)
+        {
+            throw new InvalidOperationException(
+                $"The native library {libraryPath} does not export {string.Join(", ", missing)}, which this binding " +
+                $"({typeof(NativeLibraryGuard).Assembly.GetName().Name} {ManagedVersion.ToString(3)}) imports: it is " +
+                $"not the MegaMoe library built from the same sources. Point {NativeLibraryLoader.PathVariable} at that one.");
+        }
+    }
+
+    private static readonly (string TypeName, int Size)[] StructSizes =
     [
         ("megamoe_tensor_t", sizeof(MegaMoeTensor)),
         ("megamoe_device_info_t", sizeof(MegaMoeDeviceInfo)),
@@ -58,7 +81,11 @@ internal static unsafe class NativeLibraryGuard
 
     private static bool Check()
     {
-        _ = NativeLibraryLoader.Handle;
+        nint handle = NativeLibraryLoader.Handle;
+        VerifyExports(
+            NativeMethods.ImportedFunctions,
+            name => System.Runtime.InteropServices.NativeLibrary.TryGetExport(handle, name, out _),
+            NativeLibraryLoader.LoadedPath);
         Verify(ManagedVersion, NativeMethods.megamoe_version(), NativeMethods.megamoe_struct_size);
         return true;
     }

@@ -16,8 +16,13 @@ internal static class NativeLibraryLoader
     /// <summary>Environment variable naming the library file, or the directory that holds it.</summary>
     public const string PathVariable = "MEGAMOE_NATIVE_PATH";
 
-    private static readonly Lazy<nint> s_handle = new(() => Load(
-        CandidatePaths(Environment.GetEnvironmentVariable(PathVariable), AppContext.BaseDirectory), NativeMethods.LibraryName));
+    private static readonly Lazy<LoadedLibrary> s_library = new(() =>
+    {
+        string? required = ExplicitPath(Environment.GetEnvironmentVariable(PathVariable));
+        return required is not null
+            ? LoadRequired(required)
+            : Load(CandidatePaths(null, AppContext.BaseDirectory), NativeMethods.LibraryName);
+    });
 
     /// <summary>File name of the library on this operating system.</summary>
     public static string FileName { get; } =
@@ -27,7 +32,19 @@ internal static class NativeLibraryLoader
     /// The loaded library; the first access loads it. Throws <see cref="DllNotFoundException"/> listing every path
     /// tried, what the loader said for each, and hints (the same exception again on later accesses).
     /// </summary>
-    public static nint Handle => s_handle.Value;
+    public static nint Handle => s_library.Value.Handle;
+
+    /// <summary>
+    /// The file the library was loaded from (the first access loads it); when only the runtime's default search
+    /// found it, the name that search was given.
+    /// </summary>
+    public static string LoadedPath => s_library.Value.Path;
+
+    /// <summary>The file named by a <see cref="PathVariable"/> value (a file, or a directory holding <see cref="FileName"/>).</summary>
+    public static string? ExplicitPath(string? pathVariable) =>
+        string.IsNullOrWhiteSpace(pathVariable) ? null
+        : Directory.Exists(pathVariable) ? Path.Combine(pathVariable, FileName)
+        : pathVariable;
 
     /// <summary>
     /// The files to try, in order: <see cref="PathVariable"/> (a file, or a directory holding <see cref="FileName"/>),
@@ -37,9 +54,9 @@ internal static class NativeLibraryLoader
     public static IReadOnlyList<string> CandidatePaths(string? pathVariable, string baseDirectory)
     {
         var candidates = new List<string>();
-        if (!string.IsNullOrWhiteSpace(pathVariable))
+        if (ExplicitPath(pathVariable) is { } explicitPath)
         {
-            candidates.Add(Directory.Exists(pathVariable) ? Path.Combine(pathVariable, FileName) : pathVariable);
+            candidates.Add(explicitPath);
         }
 
         foreach (string rid in RuntimeIdentifiers())
@@ -76,10 +93,43 @@ internal static class NativeLibraryLoader
     }
 
     /// <summary>
+    /// Loads <paramref name="path"/> (the file <see cref="PathVariable"/> names) and nothing else: when the user chose
+    /// a file, falling back to another copy would hide why theirs failed (e.g. a CUDA build on a machine without
+    /// <c>libcuda.so.1</c>). Throws <see cref="DllNotFoundException"/> naming the path and the dynamic loader's error.
+    /// </summary>
+    internal static LoadedLibrary LoadRequired(string path)
+    {
+        string reason;
+        if (!File.Exists(path))
+        {
+            reason = "  not found";
+        }
+        else
+        {
+            try
+            {
+                return new LoadedLibrary(NativeLibrary.Load(path), Path.GetFullPath(path));
+            }
+            catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+            {
+                reason = string.Join(Environment.NewLine, LoaderReasons(e).Select(r => "  " + r));
+            }
+        }
+
+        throw new DllNotFoundException(
+            $"""
+            Could not load the MegaMoe native library from {path}, which {PathVariable} names (no other copy is tried
+            while it is set):
+            {reason}
+            {Hints}
+            """);
+    }
+
+    /// <summary>
     /// Loads the first of <paramref name="candidates"/> that exists and loads, else <paramref name="libraryName"/>
     /// through the runtime's default search; otherwise throws <see cref="DllNotFoundException"/> naming every attempt.
     /// </summary>
-    internal static nint Load(IEnumerable<string> candidates, string libraryName)
+    internal static LoadedLibrary Load(IEnumerable<string> candidates, string libraryName)
     {
         var attempts = new StringBuilder();
         foreach (string path in candidates)
@@ -92,7 +142,7 @@ internal static class NativeLibraryLoader
 
             try
             {
-                return NativeLibrary.Load(path);
+                return new LoadedLibrary(NativeLibrary.Load(path), Path.GetFullPath(path));
             }
             catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
             {
@@ -105,7 +155,8 @@ internal static class NativeLibraryLoader
 
         try
         {
-            return NativeLibrary.Load(libraryName, typeof(NativeLibraryLoader).Assembly, searchPath: null);
+            return new LoadedLibrary(
+                NativeLibrary.Load(libraryName, typeof(NativeLibraryLoader).Assembly, searchPath: null), libraryName);
         }
         catch (DllNotFoundException e)
         {
@@ -119,7 +170,13 @@ internal static class NativeLibraryLoader
         throw new DllNotFoundException(
             $"""
             Could not load the MegaMoe native library ({FileName}). Tried:
-            {attempts}Hints:
+            {attempts}{Hints}
+            """);
+    }
+
+    private static string Hints =>
+        $"""
+            Hints:
               - Set {PathVariable} to the library file or its directory (a CMake build puts it in build/<preset>/native).
               - "libcuda.so.1: cannot open shared object file": the library was built with CUDA and this machine has no
                 NVIDIA driver; install the driver or use a CPU-only build (cmake --preset cpu).
@@ -127,8 +184,7 @@ internal static class NativeLibraryLoader
                 {RuntimeInformation.ProcessArchitecture} process.
               - "GLIBC_2.xx not found" or "GLIBCXX_3.4.xx not found": the file was built against a newer C or C++
                 runtime than this system has; rebuild it here.
-            """);
-    }
+            """;
 
     // The runtime's message starts with generic advice ("Unable to load shared library ... LD_DEBUG ...:") and then
     // gives the dynamic loader's error for each path it probed; only the latter says what went wrong.
@@ -138,3 +194,6 @@ internal static class NativeLibraryLoader
         return lines.Length > 1 && lines[0].StartsWith("Unable to load", StringComparison.Ordinal) ? lines[1..] : lines;
     }
 }
+
+/// <summary>A loaded native library and the file it came from.</summary>
+internal readonly record struct LoadedLibrary(nint Handle, string Path);

@@ -12,12 +12,57 @@ namespace MegaMoe.Interop;
 /// names (AbiTests checks both directions). Handles cross as <see cref="SafeHandle"/>s so a call keeps its
 /// object alive; <c>*_destroy</c> take the raw pointer because only <see cref="SafeHandle.ReleaseHandle"/> calls them.
 /// Callers go through <see cref="NativeLibraryGuard.EnsureLoaded"/> first and check statuses with
-/// <see cref="NativeStatus.ThrowIfFailed"/>.
+/// <see cref="NativeStatus.ThrowIfFailed(MegaMoeStatus)"/>.
 /// </summary>
 internal static unsafe partial class NativeMethods
 {
     /// <summary>Name resolved by <see cref="NativeLibraryLoader"/>.</summary>
     public const string LibraryName = "megamoe";
+
+    /// <summary>
+    /// The entry point of every declaration below, for <see cref="NativeLibraryGuard"/>'s export check (kept
+    /// without reflection for trimming; AbiTests checks it against the declarations).
+    /// </summary>
+    public static readonly string[] ImportedFunctions =
+    [
+        "megamoe_version",
+        "megamoe_version_string",
+        "megamoe_build_info",
+        "megamoe_status_string",
+        "megamoe_last_error_message",
+        "megamoe_live_object_count",
+        "megamoe_struct_size",
+        "megamoe_backend_available",
+        "megamoe_context_create",
+        "megamoe_context_destroy",
+        "megamoe_context_get_backend",
+        "megamoe_context_set_num_threads",
+        "megamoe_context_get_device_info",
+        "megamoe_context_synchronize",
+        "megamoe_buffer_create",
+        "megamoe_buffer_destroy",
+        "megamoe_buffer_get_data",
+        "megamoe_buffer_get_size",
+        "megamoe_buffer_write",
+        "megamoe_buffer_read",
+        "megamoe_buffer_fill",
+        "megamoe_quantize_activations",
+        "megamoe_dequantize_activations",
+        "megamoe_quantize_weights",
+        "megamoe_dequantize_weights",
+        "megamoe_gemm_dense",
+        "megamoe_gemm_grouped_contiguous",
+        "megamoe_gemm_grouped_offsets",
+        "megamoe_gemm_grouped_masked",
+        "megamoe_routed_plan_create",
+        "megamoe_routed_plan_destroy",
+        "megamoe_gemm_routed",
+        "megamoe_interleave_gate_up",
+        "megamoe_moe_layer_create",
+        "megamoe_moe_layer_destroy",
+        "megamoe_moe_layer_get_workspace_size",
+        "megamoe_moe_layer_forward",
+    ];
 
     // Version
 

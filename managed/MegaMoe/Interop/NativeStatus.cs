@@ -18,6 +18,21 @@ internal static unsafe class NativeStatus
         }
     }
 
+    /// <summary>
+    /// <see cref="ThrowIfFailed(MegaMoeStatus)"/> for a <c>*_create</c> call: on failure the (invalid) handle the
+    /// call produced is disposed first, so it does not linger in the finalizer queue.
+    /// </summary>
+    public static void ThrowIfFailed(this MegaMoeStatus status, SafeHandle created)
+    {
+        if (status != MegaMoeStatus.Success)
+        {
+            // Read the message before anything else can reach native code.
+            MegaMoeException failure = MegaMoeException.Create(status, LastErrorMessage());
+            created.Dispose();
+            throw failure;
+        }
+    }
+
     /// <summary><c>megamoe_last_error_message()</c> of this thread.</summary>
     public static string LastErrorMessage() => Utf8(NativeMethods.megamoe_last_error_message());
 

@@ -61,11 +61,11 @@ internal sealed unsafe class ProgressBridge : IDisposable
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int OnProgress(nint userData, long done, long total)
     {
-        var bridge = (ProgressBridge)GCHandle.FromIntPtr(userData).Target!;
-
         // An exception must not unwind into native frames: remember it, stop the work, rethrow it after the call.
+        ProgressBridge? bridge = null;
         try
         {
+            bridge = (ProgressBridge)GCHandle.FromIntPtr(userData).Target!;
             bridge._progress?.Report(total > 0 ? (double)done / total : 1.0);
             return bridge._cancellationToken.IsCancellationRequested ? 1 : 0;
         }
@@ -73,7 +73,8 @@ internal sealed unsafe class ProgressBridge : IDisposable
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            bridge._callbackFailure = ExceptionDispatchInfo.Capture(e);
+            // Without a bridge (a bad user_data) there is nowhere to report to; stopping is all that is left.
+            bridge?._callbackFailure = ExceptionDispatchInfo.Capture(e);
             return 1;
         }
     }

@@ -11,6 +11,7 @@ namespace {
 // `backend` arrives as an int: a C caller may pass any value, and loading an out-of-range value as
 // the enum type would be undefined behaviour.
 std::shared_ptr<Backend> make_backend(int32_t backend, int32_t device_id) {
+  if (device_id < 0) invalid("device_id", "is ", device_id, " (negative)");
   switch (backend) {
     case MEGAMOE_BACKEND_CPU:
       if (device_id != 0) invalid("device_id", "is ", device_id, "; the CPU backend has only device 0");
@@ -40,6 +41,7 @@ MEGAMOE_API megamoe_status_t megamoe_backend_available(megamoe_backend_t backend
   static_assert(sizeof value == sizeof backend, "megamoe_backend_t is an int");
   std::memcpy(&value, &backend, sizeof value);
   return guarded(__func__, [&] {
+    if (device_id < 0) invalid("device_id", "is ", device_id, " (negative)");
     switch (value) {
       case MEGAMOE_BACKEND_CPU:
         if (device_id != 0) invalid("device_id", "is ", device_id, "; the CPU backend has only device 0");

@@ -8,6 +8,7 @@
 namespace megamoe {
 namespace {
 thread_local std::string t_last_error;
+thread_local bool t_last_error_lost = false;  // the last message could not be stored
 }  // namespace
 
 void set_last_error(const char* function, const char* detail) noexcept {
@@ -15,9 +16,9 @@ void set_last_error(const char* function, const char* detail) noexcept {
     t_last_error.assign(function);
     t_last_error.append(": ");
     t_last_error.append(detail);
+    t_last_error_lost = false;
   } catch (...) {
-    // Keeping any message beats none; this one needs no allocation beyond what clear() keeps.
-    t_last_error.clear();
+    t_last_error_lost = true;
   }
 }
 
@@ -42,7 +43,10 @@ MEGAMOE_API const char* megamoe_status_string(megamoe_status_t status) {
   return "unknown status";
 }
 
-MEGAMOE_API const char* megamoe_last_error_message(void) { return megamoe::t_last_error.c_str(); }
+MEGAMOE_API const char* megamoe_last_error_message(void) {
+  if (megamoe::t_last_error_lost) return "the error message could not be stored (out of host memory)";
+  return megamoe::t_last_error.c_str();
+}
 
 MEGAMOE_API int64_t megamoe_live_object_count(void) {
   return megamoe::live_object_counter().load(std::memory_order_relaxed);

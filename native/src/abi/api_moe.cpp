@@ -8,9 +8,6 @@ using namespace megamoe;
 
 namespace {
 
-constexpr int32_t kMaxTopK = 16;
-constexpr int32_t kMaxExperts = 1024;
-
 MoeLayerSpec check_config(const megamoe_moe_config_t* config) {
   if (config == nullptr) invalid("config", "is NULL");
   const megamoe_moe_config_t& c = *config;

@@ -6,9 +6,6 @@ using namespace megamoe;
 
 namespace {
 
-constexpr int32_t kMaxTopK = 16;
-constexpr int32_t kMaxExperts = 1024;
-
 void check_positive_multiple_of_128(const char* argument, int64_t value) {
   if (value <= 0 || value % 128 != 0) invalid(argument, "is ", value, "; it must be a positive multiple of 128");
 }

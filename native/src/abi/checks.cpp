@@ -51,10 +51,6 @@ bool known_dtype(int32_t dtype) { return dtype >= MEGAMOE_DTYPE_FP8_E4M3 && dtyp
 
 }  // namespace
 
-void invalid_argument(const char* argument, const std::string& detail) {
-  fail(MEGAMOE_ERROR_INVALID_ARGUMENT, "argument '", argument, "': ", detail);
-}
-
 Tensor TensorChecker::tensor(const char* argument, const megamoe_tensor_t* desc,
                              std::initializer_list<megamoe_dtype_t> dtypes, const char* layout) const {
   return checked(argument, desc, dtypes, layout, nullptr);

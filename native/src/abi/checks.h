@@ -1,6 +1,6 @@
-// Argument validation shared by all entry points. Every failure throws
-// Error(MEGAMOE_ERROR_INVALID_ARGUMENT, "argument '<name>': <what is wrong>; <what was expected>")
-// before any work is enqueued, so a rejected call writes nothing.
+// Argument validation shared by all entry points. Every failure throws through invalid()
+// (core/error.h): "argument '<name>': <what is wrong>; <what was expected>", before any work is
+// enqueued, so a rejected call writes nothing.
 #pragma once
 
 #include <cstdint>
@@ -13,12 +13,9 @@
 
 namespace megamoe {
 
-[[noreturn]] void invalid_argument(const char* argument, const std::string& detail);
-
-template <typename... Parts>
-[[noreturn]] void invalid(const char* argument, Parts&&... parts) {
-  invalid_argument(argument, cat(std::forward<Parts>(parts)...));
-}
+// Limits shared by the routed plan and the MoE layer.
+constexpr int32_t kMaxTopK = 16;
+constexpr int32_t kMaxExperts = 1024;
 
 template <typename T>
 T& require_handle(T* handle, const char* argument) {

@@ -10,7 +10,7 @@
 
 namespace megamoe {
 
-// Never throws: if the message cannot be stored, a fixed one is kept instead.
+// Never throws: if the message cannot be stored, megamoe_last_error_message() reports that instead.
 void set_last_error(const char* function, const char* detail) noexcept;
 
 template <typename Body>

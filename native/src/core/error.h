@@ -33,4 +33,10 @@ template <typename... Parts>
   throw Error(status, cat(std::forward<Parts>(parts)...));
 }
 
+// Rejects an argument: MEGAMOE_ERROR_INVALID_ARGUMENT, "argument '<name>': <detail>".
+template <typename... Parts>
+[[noreturn]] void invalid(const char* argument, Parts&&... parts) {
+  fail(MEGAMOE_ERROR_INVALID_ARGUMENT, "argument '", argument, "': ", std::forward<Parts>(parts)...);
+}
+
 }  // namespace megamoe

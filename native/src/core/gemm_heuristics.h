@@ -1,5 +1,5 @@
 // Tile configuration of the SM90 block-scaled GEMM kernels, chosen from the problem shape and the
-// SM count. Host-only (also compiled in CPU CI, tests/native/test_gemm_heuristics.cpp); the kernels
+// SM count. Host-only (also compiled in CPU CI, tests/native/test_gemm_schedule.cpp); the kernels
 // use the constexpr pieces (stages, shared memory) at compile time.
 #pragma once
 

@@ -12,11 +12,6 @@
 
 namespace megamoe::cpu {
 
-template <typename... Parts>
-[[noreturn]] void invalid(const char* argument, Parts&&... parts) {
-  fail(MEGAMOE_ERROR_INVALID_ARGUMENT, "argument '", argument, "': ", std::forward<Parts>(parts)...);
-}
-
 // Element i of an INT32 or INT64 tensor.
 inline int64_t index_at(const Tensor& t, int64_t i) {
   return t.dtype == MEGAMOE_DTYPE_INT64 ? t.as<const int64_t>()[i] : t.as<const int32_t>()[i];

@@ -83,6 +83,10 @@ class CpuMoeLayer final : public MoeLayer {
     const int64_t e = spec.num_experts, h = spec.hidden, i = spec.intermediate;
     w2_ = {view(weights_.w2.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {e, h, i}),
            view(weights_.w2_scales.as<void>(), MEGAMOE_DTYPE_FP32, {e, h / kBlock, i / kBlock})};
+    const auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
+    workspace_bytes_ = qx_.bytes() + sx_.bytes() + act_.bytes() + qa_.bytes() + sa_.bytes() + z_.bytes() +
+                       bytes(offsets_) + bytes(order_) + bytes(position_) + bytes(up_rows_) + bytes(down_rows_) +
+                       bytes(counts_) + bytes(groups_);
   }
 
   // With C = chunk_tokens() and S = C * top_k slots per pass:
@@ -90,16 +94,11 @@ class CpuMoeLayer final : public MoeLayer {
   // + S * I (activations requantized) + S * I / 128 * 4 (their scales) + S * H * 4 (z)
   // + S * (8 + 8 + 16 + 16) (slot order, slot positions, two row tables)
   // + (E + 1) * 8 + E * 8 (expert offsets and counts) + (S / 64 + E) * 24 (row groups).
-  int64_t workspace_bytes() const override {
-    const auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
-    return qx_.bytes() + sx_.bytes() + act_.bytes() + qa_.bytes() + sa_.bytes() + z_.bytes() + bytes(offsets_) +
-           bytes(order_) + bytes(position_) + bytes(up_rows_) + bytes(down_rows_) + bytes(counts_) + bytes(groups_);
-  }
+  // Fixed at creation; computed once so that reading it never races with a forward in flight.
+  int64_t workspace_bytes() const override { return workspace_bytes_; }
 
   void forward(const MoeForwardArgs& args, void* /*stream*/) override {
     const int64_t t_all = args.x.dim(0);
-    if (t_all > spec_.max_tokens)
-      invalid("x", "T = ", t_all, " tokens exceeds the layer's max_tokens = ", spec_.max_tokens);
     const int64_t tokens = checked_num_tokens(args.num_tokens, t_all, "x");
     check_topk_idx(args.topk_idx, tokens, spec_.num_experts);
 
@@ -221,6 +220,7 @@ class CpuMoeLayer final : public MoeLayer {
   std::vector<Fp8Row> up_rows_, down_rows_;  // A rows of each position in order_
   std::vector<RowGroup> groups_;
   std::vector<int64_t> counts_;  // slots per expert over the whole forward
+  int64_t workspace_bytes_ = 0;
 };
 
 }  // namespace

@@ -29,14 +29,7 @@ class CpuRoutedPlan final : public RoutedPlan {
     const int64_t t_all = args.a.data.dim(0), k = args.a.data.dim(1);
     const int64_t n = args.b.data.dim(1);
     const int32_t top_k = spec_.top_k, experts = spec_.num_experts;
-    if (t_all > spec_.max_tokens)
-      invalid("a", "T = ", t_all, " tokens exceeds the plan's max_tokens = ", spec_.max_tokens);
-    if (k != spec_.k) invalid("a", "K = ", k, " does not match the plan's k = ", spec_.k);
-    if (args.b.data.dim(0) != experts)
-      invalid("b", args.b.data.dim(0), " experts do not match the plan's num_experts = ", experts);
-    if (n != spec_.n) invalid("b", "N = ", n, " does not match the plan's n = ", spec_.n);
-    if (args.topk_idx.dim(1) != top_k)
-      invalid("topk_idx", "top_k = ", args.topk_idx.dim(1), " does not match the plan's top_k = ", top_k);
+    // The C ABI layer checked T <= max_tokens and K, N, E, top_k against the plan.
     const int64_t tokens = checked_num_tokens(args.num_tokens, t_all, "a");
     check_topk_idx(args.topk_idx, tokens, experts);
 

@@ -6,6 +6,23 @@ namespace megamoe::cpu {
 
 namespace {
 
+// Set while this thread runs an index of a parallel_for, so a nested parallel_for runs serially
+// instead of trying to take busy_ again (which the thread may already hold).
+thread_local bool t_inside_job = false;
+
+struct InsideJob {
+  bool outer = t_inside_job;
+  InsideJob() { t_inside_job = true; }
+  ~InsideJob() { t_inside_job = outer; }
+  InsideJob(const InsideJob&) = delete;
+  InsideJob& operator=(const InsideJob&) = delete;
+};
+
+void run_serially(int64_t n, void (*call)(const void*, int64_t), const void* fn) {
+  InsideJob inside;
+  for (int64_t i = 0; i < n; ++i) call(fn, i);
+}
+
 int32_t resolve_threads(int32_t threads) {
   if (threads > 0) return threads;
   const unsigned hardware = std::thread::hardware_concurrency();
@@ -29,10 +46,15 @@ void ThreadPool::resize(int32_t threads) {
 
 void ThreadPool::start(int32_t threads) {
   stopping_ = false;
-  size_ = threads;
-  workers_.reserve(static_cast<size_t>(threads - 1));
   // No job runs here (busy_ is held), so the workers start level with the current generation.
-  for (int32_t i = 1; i < threads; ++i) workers_.emplace_back([this, seen = generation_] { worker_loop(seen); });
+  // If the system refuses a thread (a thread limit), the pool keeps the workers it got: fewer
+  // threads change no result, and an exception here would leave running threads behind.
+  try {
+    workers_.reserve(static_cast<size_t>(threads - 1));
+    for (int32_t i = 1; i < threads; ++i) workers_.emplace_back([this, seen = generation_] { worker_loop(seen); });
+  } catch (const std::exception&) {
+  }
+  size_ = static_cast<int32_t>(workers_.size()) + 1;
 }
 
 void ThreadPool::stop() {
@@ -47,11 +69,9 @@ void ThreadPool::stop() {
 
 void ThreadPool::run(int64_t n, Trampoline call, const void* fn) {
   if (n <= 0) return;
+  if (t_inside_job) return run_serially(n, call, fn);
   std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-  if (!busy.owns_lock() || workers_.empty() || n == 1) {
-    for (int64_t i = 0; i < n; ++i) call(fn, i);
-    return;
-  }
+  if (!busy.owns_lock() || workers_.empty() || n == 1) return run_serially(n, call, fn);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     call_ = call;
@@ -72,6 +92,7 @@ void ThreadPool::run(int64_t n, Trampoline call, const void* fn) {
 void ThreadPool::run_indices() {
   for (int64_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) {
     try {
+      InsideJob inside;
       call_(fn_, i);
     } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -13,8 +13,10 @@ tar -xJf "$here/tests.tar.xz" -C "$work/tests"
 
 export DOTNET_ROOT="$work/dotnet" DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1
 export MEGAMOE_NATIVE_PATH="${MEGAMOE_NATIVE_PATH:?set MEGAMOE_NATIVE_PATH to the CUDA build of libmegamoe.so}"
-# Without this the loader would also accept the CPU-only copy that the build put beside the tests.
-rm -f "$work/tests/net10.0/libmegamoe.so"
+# While MEGAMOE_NATIVE_PATH is set the loader uses that file or fails naming it (e.g. libcuda.so.1 missing); it never
+# falls back to the CPU-only copy that the build put beside the tests, so that copy can stay.
+# A missing CUDA backend must fail the GPU tests here rather than turn them into Ignored.
+export MEGAMOE_REQUIRE_CUDA=1
 
 args=(--output Detailed --show-stdout All)
 if [ -n "${MEGAMOE_TEST_FILTER:-}" ]; then

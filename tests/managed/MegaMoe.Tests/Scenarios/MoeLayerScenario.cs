@@ -57,9 +57,18 @@ public static class MoeLayerScenario
             ? scope.Upload(DataType.Int64, problem.TopkIdx, tokens, topK)
             : scope.Upload(DataType.Int32, Array.ConvertAll(problem.TopkIdx, i => (int)i), tokens, topK);
         DeviceTensor y = scope.Filled(DataType.BFloat16, 0xAB, tokens, hidden);
-        DeviceTensor counts = scope.Filled(DataType.Int32, 0, options.Experts);
+
+        // Non-zero starting counts: the forward must add to them, not overwrite them.
+        int[] initialCounts = InitialCounts(options.Experts);
+        DeviceTensor counts = scope.Upload(DataType.Int32, initialCounts, options.Experts);
         layer.Forward(x, xScales, topkIdx, scope.Upload(DataType.Float32, problem.TopkWeights, tokens, topK), y, counts);
-        return (y.ToArray<ushort>(), counts.ToArray<int>());
+        int[] added = counts.ToArray<int>();
+        for (int e = 0; e < added.Length; e++)
+        {
+            added[e] -= initialCounts[e];
+        }
+
+        return (y.ToArray<ushort>(), added);
     }
 
     /// <summary>
@@ -86,6 +95,9 @@ public static class MoeLayerScenario
             y);
         return y.ToArray<ushort>();
     }
+
+    /// <summary>Distinct non-zero counts to start an expert_counts buffer from (1000, 1001, ...).</summary>
+    public static int[] InitialCounts(int experts) => Enumerable.Range(1000, experts).ToArray();
 
     /// <summary>Slots routed to each expert.</summary>
     public static int[] ExpectedCounts(MoeProblem problem)

@@ -58,13 +58,18 @@ public sealed class AbiTests
         import.LibraryName.Should().Be(NativeMethods.LibraryName);
         import.EntryPoint.Should().Be(function.Name, "entry points are explicit");
 
-        Compatible(function.ReturnType, method.ReturnType).Should().BeTrue($"return type {function.ReturnType} ~ {method.ReturnType}");
+        // docs/CSHARP.md: a handle may cross as a raw nint only where SafeHandle.ReleaseHandle calls it (*_destroy),
+        // and a string stands for const char* only with UTF-8 marshalling.
+        var rules = new Rules(
+            Utf8Strings: import.StringMarshalling == StringMarshalling.Utf8,
+            RawHandles: function.Name.EndsWith("_destroy", StringComparison.Ordinal));
+        Compatible(function.ReturnType, method.ReturnType, rules).Should().BeTrue($"return type {function.ReturnType} ~ {method.ReturnType}");
         ParameterInfo[] parameters = method.GetParameters();
         parameters.Should().HaveCount(function.Parameters.Count);
         for (int i = 0; i < parameters.Length; i++)
         {
             CDeclaration c = function.Parameters[i];
-            Compatible(c.Type, parameters[i].ParameterType).Should().BeTrue(
+            Compatible(c.Type, parameters[i].ParameterType, rules).Should().BeTrue(
                 $"parameter {i} '{c.Type} {c.Name}' ~ '{parameters[i].ParameterType} {parameters[i].Name}'");
         }
     }
@@ -73,6 +78,29 @@ public sealed class AbiTests
     public void NothingIsImportedThatTheHeaderLacks() =>
         Imports.Keys.Should().BeSubsetOf(Header.Functions.Select(f => f.Name));
 
+    [Test]
+    public void GuardChecksExactlyTheImportedFunctions() =>
+        NativeMethods.ImportedFunctions.Should().BeEquivalentTo(
+            Imports.Values.Select(m => m.GetCustomAttribute<LibraryImportAttribute>()!.EntryPoint));
+
+    [TestCaseSource(nameof(HeaderFunctions))]
+    public void FunctionIsExportedByTheLoadedLibrary(CFunction function)
+    {
+        NativeLibraryGuard.EnsureLoaded();
+        NativeLibrary.TryGetExport(NativeLibraryLoader.Handle, function.Name, out nint address)
+            .Should().BeTrue($"{NativeLibraryLoader.LoadedPath} exports {function.Name}");
+        address.Should().NotBe(0);
+    }
+
+    [Test]
+    public void GuardRejectsALibraryMissingAnImport()
+    {
+        Action verify = () => NativeLibraryGuard.VerifyExports(
+            NativeMethods.ImportedFunctions, name => name != "megamoe_gemm_routed", "/somewhere/libother.so");
+
+        verify.Should().Throw<InvalidOperationException>().WithMessage("*/somewhere/libother.so*megamoe_gemm_routed*");
+    }
+
     [TestCaseSource(nameof(StructNames))]
     public void StructMatchesTheHeaderFieldByField(string name)
     {
@@ -80,6 +108,8 @@ public sealed class AbiTests
         IReadOnlyList<CDeclaration> fields = Header.Structs[name];
         FieldInfo[] managedFields = managed.GetFields(BindingFlags.Instance | BindingFlags.Public);
         managedFields.Select(f => f.Name).Should().Equal(fields.Select(f => PascalCase(f.Name)), "same fields in the same order");
+        (int managedSize, Dictionary<string, long> managedOffsets) = Layouts[name]();
+        managedOffsets.Keys.Should().BeEquivalentTo(managedFields.Select(f => f.Name), "the layout table covers every field");
 
         long offset = 0, alignment = 1;
         foreach (CDeclaration field in fields)
@@ -88,13 +118,13 @@ public sealed class AbiTests
             offset = Align(offset, fieldAlignment);
             alignment = Math.Max(alignment, fieldAlignment);
             FieldInfo managedField = managed.GetField(PascalCase(field.Name))!;
-            Marshal.OffsetOf(managed, managedField.Name).Should().Be((nint)offset, $"offset of {name}.{field.Name}");
-            Compatible(field.Type, managedField.FieldType).Should().BeTrue($"{field.Type} {field.Name} ~ {managedField.FieldType}");
+            managedOffsets[managedField.Name].Should().Be(offset, $"offset of {name}.{field.Name}");
+            Compatible(field.Type, managedField.FieldType, Rules.Struct).Should().BeTrue($"{field.Type} {field.Name} ~ {managedField.FieldType}");
             offset += size;
         }
 
         long cSize = Align(offset, alignment);
-        Marshal.SizeOf(managed).Should().Be((int)cSize);
+        managedSize.Should().Be((int)cSize);
         NativeMethods.megamoe_struct_size(name).Should().Be(cSize, "the loaded library was compiled with the same layout");
     }
 
@@ -151,8 +181,75 @@ public sealed class AbiTests
         MegaMoeLibrary.BuildInfo.Should().Contain("=");
     }
 
+    // The binding's own layout (what the blittable calls pass), not the marshaller's view of it: sizeof and
+    // field addresses of an actual instance.
+    private static readonly Dictionary<string, Func<(int Size, Dictionary<string, long> Offsets)>> Layouts = new()
+    {
+        ["megamoe_tensor_t"] = TensorLayout,
+        ["megamoe_device_info_t"] = DeviceInfoLayout,
+        ["megamoe_moe_config_t"] = MoeConfigLayout,
+    };
+
+    private static unsafe (int, Dictionary<string, long>) TensorLayout()
+    {
+        MegaMoeTensor v = default;
+        byte* b = (byte*)&v;
+        return (Unsafe.SizeOf<MegaMoeTensor>(), new()
+        {
+            [nameof(v.Data)] = (byte*)&v.Data - b,
+            [nameof(v.DeviceType)] = (byte*)&v.DeviceType - b,
+            [nameof(v.DeviceId)] = (byte*)&v.DeviceId - b,
+            [nameof(v.Dtype)] = (byte*)&v.Dtype - b,
+            [nameof(v.Rank)] = (byte*)&v.Rank - b,
+            [nameof(v.Shape)] = (byte*)&v.Shape - b,
+            [nameof(v.Strides)] = (byte*)&v.Strides - b,
+        });
+    }
+
+    private static unsafe (int, Dictionary<string, long>) DeviceInfoLayout()
+    {
+        MegaMoeDeviceInfo v = default;
+        byte* b = (byte*)&v;
+        return (Unsafe.SizeOf<MegaMoeDeviceInfo>(), new()
+        {
+            [nameof(v.StructSize)] = (byte*)&v.StructSize - b,
+            [nameof(v.Backend)] = (byte*)&v.Backend - b,
+            [nameof(v.DeviceId)] = (byte*)&v.DeviceId - b,
+            [nameof(v.ComputeCapabilityMajor)] = (byte*)&v.ComputeCapabilityMajor - b,
+            [nameof(v.ComputeCapabilityMinor)] = (byte*)&v.ComputeCapabilityMinor - b,
+            [nameof(v.MultiprocessorCount)] = (byte*)&v.MultiprocessorCount - b,
+            [nameof(v.DriverVersion)] = (byte*)&v.DriverVersion - b,
+            [nameof(v.RuntimeVersion)] = (byte*)&v.RuntimeVersion - b,
+            [nameof(v.TotalMemoryBytes)] = (byte*)&v.TotalMemoryBytes - b,
+            [nameof(v.L2CacheBytes)] = (byte*)&v.L2CacheBytes - b,
+            [nameof(v.Name)] = (byte*)&v.Name - b,
+        });
+    }
+
+    private static unsafe (int, Dictionary<string, long>) MoeConfigLayout()
+    {
+        MegaMoeMoeConfig v = default;
+        byte* b = (byte*)&v;
+        return (Unsafe.SizeOf<MegaMoeMoeConfig>(), new()
+        {
+            [nameof(v.StructSize)] = (byte*)&v.StructSize - b,
+            [nameof(v.Flags)] = (byte*)&v.Flags - b,
+            [nameof(v.NumExperts)] = (byte*)&v.NumExperts - b,
+            [nameof(v.TopK)] = (byte*)&v.TopK - b,
+            [nameof(v.Hidden)] = (byte*)&v.Hidden - b,
+            [nameof(v.Intermediate)] = (byte*)&v.Intermediate - b,
+            [nameof(v.MaxTokens)] = (byte*)&v.MaxTokens - b,
+            [nameof(v.ActivationAlpha)] = (byte*)&v.ActivationAlpha - b,
+            [nameof(v.ActivationBeta)] = (byte*)&v.ActivationBeta - b,
+            [nameof(v.ActivationClamp)] = (byte*)&v.ActivationClamp - b,
+            [nameof(v.RoutedScalingFactor)] = (byte*)&v.RoutedScalingFactor - b,
+            [nameof(v.Progress)] = (byte*)&v.Progress - b,
+            [nameof(v.ProgressUserData)] = (byte*)&v.ProgressUserData - b,
+        });
+    }
+
     // C type (const removed) vs .NET type, by the rules of docs/CSHARP.md.
-    private static bool Compatible(string c, Type t)
+    private static bool Compatible(string c, Type t, Rules rules)
     {
         if (c.EndsWith(']'))
         {
@@ -160,15 +257,15 @@ public sealed class AbiTests
             string element = c[..open], length = c[(open + 1)..^1];
             int expected = int.TryParse(length, out int n) ? n : (int)Header.IntegerValue(length);
             return t.GetCustomAttribute<InlineArrayAttribute>() is { } inline && inline.Length == expected
-                && Compatible(element, t.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public)[0].FieldType);
+                && Compatible(element, t.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public)[0].FieldType, rules);
         }
 
         if (c.EndsWith('*'))
         {
             string pointee = c[..^1];
-            return (t.IsPointer || t.IsByRef) ? Compatible(pointee, t.GetElementType()!)
+            return (t.IsPointer || t.IsByRef) ? Compatible(pointee, t.GetElementType()!, rules)
                 : pointee == "void" ? t == typeof(nint)
-                : pointee == "char" && t == typeof(string);
+                : pointee == "char" && t == typeof(string) && rules.Utf8Strings;
         }
 
         return c switch
@@ -182,7 +279,9 @@ public sealed class AbiTests
             "float" => t == typeof(float),
             "megamoe_progress_fn" => t.IsFunctionPointer || t == typeof(nint),
             _ when ManagedTypes.TryGetValue(c, out Type? managed) =>
-                t == managed || (managed.IsEnum && t == typeof(int)) || (typeof(SafeHandle).IsAssignableFrom(managed) && t == typeof(nint)),
+                (t == managed && (!managed.IsEnum || Enum.GetUnderlyingType(managed) == typeof(int)))
+                || (managed.IsEnum && t == typeof(int))
+                || (typeof(SafeHandle).IsAssignableFrom(managed) && t == typeof(nint) && rules.RawHandles),
             _ => false,
         };
     }
@@ -205,6 +304,14 @@ public sealed class AbiTests
             _ when c.EndsWith('*') || c == "megamoe_progress_fn" => (IntPtr.Size, IntPtr.Size),
             _ => throw new NotSupportedException($"No layout rule for C type {c}."),
         };
+    }
+
+    /// <summary>Where the binding may deviate from the one-to-one mapping.</summary>
+    /// <param name="Utf8Strings">A <c>string</c> may stand for <c>const char*</c> (the import marshals UTF-8).</param>
+    /// <param name="RawHandles">A handle may cross as <c>nint</c> (only <c>*_destroy</c>).</param>
+    private readonly record struct Rules(bool Utf8Strings, bool RawHandles)
+    {
+        public static Rules Struct => new(Utf8Strings: false, RawHandles: false);
     }
 
     private static long Align(long value, long alignment) => (value + alignment - 1) / alignment * alignment;

@@ -143,10 +143,20 @@ public sealed class ErrorTests : CpuContextFixture
     [TestCase(new long[0], TestName = "Rank 0 is rejected")]
     [TestCase(new long[] { 1, 2, 3, 4, 5 }, TestName = "Rank 5 is rejected")]
     [TestCase(new long[] { 4, -1 }, TestName = "Negative extent is rejected")]
-    [TestCase(new long[] { long.MaxValue, 4 }, TestName = "Overflowing size is rejected")]
+    [TestCase(new long[] { long.MaxValue, 4 }, TestName = "Overflowing element count is rejected")]
+    [TestCase(new long[] { long.MaxValue / 2 }, TestName = "Overflowing byte size is rejected")]
     public void BadShapesAreRejectedBeforeAllocation(long[] shape) =>
         FluentActions.Invoking(() => DeviceTensor.Allocate(Cpu, DataType.Float32, shape))
-            .Should().Throw<Exception>().Where(e => e is ArgumentException || e is OverflowException);
+            .Should().Throw<ArgumentException>().Which.ParamName.Should().Be("shape");
+
+    [Test]
+    public void OverflowingElementOffsetIsAnArgumentError()
+    {
+        using DeviceTensor tensor = DeviceTensor.Allocate(Cpu, DataType.Int32, 4);
+
+        FluentActions.Invoking(() => tensor.CopyFrom<int>(long.MaxValue / 2, new int[1]))
+            .Should().Throw<ArgumentOutOfRangeException>().Which.ParamName.Should().Be("elementOffset");
+    }
 
     [Test]
     public void NullArgumentsAreNamed()

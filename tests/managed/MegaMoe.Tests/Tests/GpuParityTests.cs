@@ -10,13 +10,21 @@ namespace MegaMoe.Tests;
 /// CUDA against the CPU backend on identical inputs, with the bounds of docs/NUMERICS.md: bitwise for quantization,
 /// dequantization (NaN payloads aside) and the interleave, 1 BF16 ulp or the tensor-core bound for GEMMs
 /// (<see cref="BitAssert.WithinGemmBound"/>), difference &lt;= 1e-4 for the MoE layer. Skipped (with
-/// the library's reason) where the CUDA backend is unavailable, and per test where it reports an operation as
-/// unsupported (<see cref="MegaMoeUnsupportedException"/>), so a missing kernel shows as skipped with the reason.
+/// the library's reason) where the CUDA backend is unavailable, unless <see cref="RequireCudaVariable"/> is 1 (the
+/// GPU runner sets it): then that is a failure. Per test, only the operations the CUDA backend is known not to
+/// implement yet (routed plan and MoE layer creation) turn into Ignored; any other
+/// <see cref="MegaMoeUnsupportedException"/> fails the test.
 /// </summary>
 [TestFixture]
 [Category("Gpu")]
 public sealed class GpuParityTests : CpuContextFixture
 {
+    /// <summary>Set to 1 to make an unavailable CUDA backend fail the fixture instead of ignoring it.</summary>
+    public const string RequireCudaVariable = "MEGAMOE_REQUIRE_CUDA";
+
+    // What the native library says for the operations the CUDA backend does not implement yet.
+    private const string KnownUnimplemented = "not implemented on the CUDA backend";
+
     private MoeContext? _cuda;
 
     private MoeContext Cuda => _cuda ?? throw new InvalidOperationException("The fixture is not set up.");
@@ -26,7 +34,13 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         if (!MoeContext.IsBackendAvailable(Backend.Cuda, 0, out string? reason))
         {
-            Assert.Ignore($"CUDA backend unavailable: {reason}");
+            string message = $"CUDA backend unavailable: {reason}";
+            if (Environment.GetEnvironmentVariable(RequireCudaVariable) == "1")
+            {
+                Assert.Fail($"{message} ({RequireCudaVariable}=1)");
+            }
+
+            Assert.Ignore(message);
         }
 
         _cuda = MoeContext.Create(Backend.Cuda);
@@ -144,9 +158,9 @@ public sealed class GpuParityTests : CpuContextFixture
         {
             return run(Cuda);
         }
-        catch (MegaMoeUnsupportedException e)
+        catch (MegaMoeUnsupportedException e) when (e.NativeMessage.Contains(KnownUnimplemented, StringComparison.Ordinal))
         {
-            throw new IgnoreException($"Not supported by the CUDA backend: {e.NativeMessage}");
+            throw new IgnoreException($"Not implemented by the CUDA backend yet: {e.NativeMessage}");
         }
     }
 }

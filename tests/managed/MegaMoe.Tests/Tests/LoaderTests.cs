@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using FluentAssertions;
 using MegaMoe.Interop;
 using NUnit.Framework;
@@ -16,8 +17,9 @@ public sealed class LoaderTests
         IReadOnlyList<string> paths = NativeLibraryLoader.CandidatePaths(file, "/app");
 
         paths[0].Should().Be(file, "a file path is taken as is, even when it does not exist");
-        paths.Should().Contain(Path.Combine("/app", "runtimes", "linux-x64", "native", "libmegamoe.so"));
-        paths[^1].Should().Be(Path.Combine("/app", "libmegamoe.so"));
+        paths.Should().Contain(Path.Combine("/app", "runtimes", PortableRid, "native", NativeLibraryLoader.FileName));
+        paths.Should().Contain(Path.Combine("/app", "runtimes", RuntimeInformation.RuntimeIdentifier, "native", NativeLibraryLoader.FileName));
+        paths[^1].Should().Be(Path.Combine("/app", NativeLibraryLoader.FileName));
     }
 
     [Test]
@@ -25,7 +27,7 @@ public sealed class LoaderTests
     {
         string directory = Path.GetTempPath();
 
-        NativeLibraryLoader.CandidatePaths(directory, "/app")[0].Should().Be(Path.Combine(directory, "libmegamoe.so"));
+        NativeLibraryLoader.CandidatePaths(directory, "/app")[0].Should().Be(Path.Combine(directory, NativeLibraryLoader.FileName));
     }
 
     [Test]
@@ -50,11 +52,45 @@ public sealed class LoaderTests
     }
 
     [Test]
+    public void ExplicitPathThatDoesNotExistIsFinal()
+    {
+        string missing = Path.Combine(Path.GetTempPath(), "megamoe-absent", "libmegamoe.so");
+
+        Action load = () => NativeLibraryLoader.LoadRequired(missing);
+
+        string message = load.Should().Throw<DllNotFoundException>().Which.Message;
+        message.Should().Contain(missing).And.Contain("not found").And.Contain(NativeLibraryLoader.PathVariable);
+    }
+
+    [Test]
+    public void ExplicitPathThatFailsToLoadIsFinalAndGivesTheLoaderError()
+    {
+        string notALibrary = Path.Combine(AppContext.BaseDirectory, "megamoe.h");
+
+        Action load = () => NativeLibraryLoader.LoadRequired(notALibrary);
+
+        string message = load.Should().Throw<DllNotFoundException>().Which.Message;
+        TestContext.Out.WriteLine(message);
+        message.Should().Contain(notALibrary).And.Contain("no other copy is tried");
+        message.Split('\n').Count(line => line.Contains(notALibrary, StringComparison.Ordinal))
+            .Should().BeGreaterThan(1, "the dynamic loader's own error (which names the file) is included");
+    }
+
+    [Test]
+    public void LoadedPathIsReported()
+    {
+        string path = MegaMoeLibrary.Path;
+
+        path.Should().Be(NativeLibraryLoader.LoadedPath);
+        File.Exists(path).Should().BeTrue("the test run loads the library from a file it found: {0}", path);
+    }
+
+    [Test]
     public void OtherMinorVersionIsRejected()
     {
-        Action verify = () => NativeLibraryGuard.Verify(new Version(0, 1, 0), 200, RealStructSize);
+        Action verify = () => NativeLibraryGuard.Verify(new Version(0, 1, 0), 200, RealStructSize, "/x/libmegamoe.so");
 
-        verify.Should().Throw<InvalidOperationException>().WithMessage("*version 0.2.0*needs 0.1.x*");
+        verify.Should().Throw<InvalidOperationException>().WithMessage("*/x/libmegamoe.so*version 0.2.0*needs 0.1.x*");
     }
 
     [Test]
@@ -65,9 +101,9 @@ public sealed class LoaderTests
     public void StructSizeMismatchIsRejected()
     {
         Action verify = () => NativeLibraryGuard.Verify(
-            new Version(0, 1, 0), 100, name => name == "megamoe_moe_config_t" ? 80 : RealStructSize(name));
+            new Version(0, 1, 0), 100, name => name == "megamoe_moe_config_t" ? 80 : RealStructSize(name), "/x/libmegamoe.so");
 
-        verify.Should().Throw<InvalidOperationException>().WithMessage("*megamoe_moe_config_t is 80 bytes*declares 72*");
+        verify.Should().Throw<InvalidOperationException>().WithMessage("*/x/libmegamoe.so*megamoe_moe_config_t is 80 bytes*declares 72*");
     }
 
     [Test]
@@ -76,6 +112,11 @@ public sealed class LoaderTests
         FluentActions.Invoking(NativeLibraryGuard.EnsureLoaded).Should().NotThrow();
         NativeLibraryLoader.Handle.Should().NotBe(0);
     }
+
+    // The portable RID NuGet packages use ("linux-x64"), derived from the running process.
+    private static string PortableRid =>
+        $"{(OperatingSystem.IsWindows() ? "win" : OperatingSystem.IsMacOS() ? "osx" : "linux")}-" +
+        RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant();
 
     private static long RealStructSize(string name) => NativeMethods.megamoe_struct_size(name);
 }

@@ -120,13 +120,56 @@ public sealed class MoeLayerTests : CpuContextFixture
         MoeProblem problem = MoeProblem.Random(TestRandom.Create(), DeepSeekLike, 1, 0);
         using MoeLayer layer = CreateLayer(problem, progress: null, CancellationToken.None);
         using var scope = new DeviceScope(Cpu);
+        int[] initialCounts = MoeLayerScenario.InitialCounts(DeepSeekLike.Experts);
+        DeviceTensor counts = scope.Upload(DataType.Int32, initialCounts, DeepSeekLike.Experts);
+        DeviceTensor y = scope.Allocate(DataType.BFloat16, 0, DeepSeekLike.Hidden);
 
         layer.Forward(
             scope.Allocate(DataType.BFloat16, 0, DeepSeekLike.Hidden),
             null,
             scope.Allocate(DataType.Int32, 0, DeepSeekLike.TopK),
             scope.Allocate(DataType.Float32, 0, DeepSeekLike.TopK),
-            scope.Allocate(DataType.BFloat16, 0, DeepSeekLike.Hidden));
+            y,
+            counts);
+
+        y.Shape.ToArray().Should().Equal(0, DeepSeekLike.Hidden);
+        y.ToArray<ushort>().Should().BeEmpty();
+        counts.ToArray<int>().Should().Equal(initialCounts, "no slot was routed, so no count changes");
+    }
+
+    [Test]
+    public void NumTokensLimitsWhatIsComputedAndWritten()
+    {
+        const int tokens = 8, valid = 5;
+        MoeProblem problem = MoeProblem.Random(TestRandom.Create(), DeepSeekLike, tokens, 0.2);
+        int hidden = (int)DeepSeekLike.Hidden, topK = DeepSeekLike.TopK;
+        MoeProblem firstFive = problem with
+        {
+            Tokens = valid,
+            X = problem.X[..(valid * hidden)],
+            TopkIdx = problem.TopkIdx[..(valid * topK)],
+            TopkWeights = problem.TopkWeights[..(valid * topK)],
+        };
+        using MoeLayer layer = CreateLayer(problem, progress: null, CancellationToken.None);
+        using var scope = new DeviceScope(Cpu);
+        int[] initialCounts = MoeLayerScenario.InitialCounts(DeepSeekLike.Experts);
+        DeviceTensor counts = scope.Upload(DataType.Int32, initialCounts, DeepSeekLike.Experts);
+        DeviceTensor y = scope.Filled(DataType.BFloat16, 0xAB, tokens, hidden);
+
+        layer.Forward(
+            scope.Upload(DataType.BFloat16, problem.X, tokens, hidden),
+            null,
+            scope.Upload(DataType.Int64, problem.TopkIdx, tokens, topK),
+            scope.Upload(DataType.Float32, problem.TopkWeights, tokens, topK),
+            y,
+            counts,
+            numTokens: scope.Upload(DataType.Int32, new[] { valid }, 1));
+
+        ushort[] result = y.ToArray<ushort>();
+        BitAssert.Equal(result[..(valid * hidden)], ReferenceMoe.Forward(firstFive), "valid rows");
+        result[(valid * hidden)..].Should().OnlyContain(bits => bits == 0xABAB, "rows past num_tokens are not written");
+        int[] expected = MoeLayerScenario.ExpectedCounts(firstFive);
+        counts.ToArray<int>().Should().Equal(initialCounts.Select((c, e) => c + expected[e]), "only valid tokens are counted");
     }
 
     [Test]
@@ -138,6 +181,7 @@ public sealed class MoeLayerTests : CpuContextFixture
         using MoeLayer layer = CreateLayer(problem, new SynchronousProgress(reports.Add), CancellationToken.None);
 
         reports.Should().NotBeEmpty().And.BeInAscendingOrder().And.OnlyContain(p => p >= 0 && p <= 1);
+        reports[^1].Should().Be(1.0, "the last report marks completion");
     }
 
     [Test]
@@ -145,13 +189,13 @@ public sealed class MoeLayerTests : CpuContextFixture
     {
         MoeProblem problem = MoeProblem.Random(TestRandom.Create(), DeepSeekLike, 1, 0);
         using var cancellation = new CancellationTokenSource();
-        long before = MegaMoeLibrary.LiveObjectCount;
+        long before = SettledLiveObjectCount();
 
         Action create = () => CreateLayer(problem, new SynchronousProgress(_ => cancellation.Cancel()), cancellation.Token);
 
         create.Should().Throw<OperationCanceledException>()
             .Which.InnerException.Should().BeOfType<MegaMoeCancelledException>();
-        MegaMoeLibrary.LiveObjectCount.Should().Be(before, "a cancelled creation leaves nothing behind");
+        SettledLiveObjectCount().Should().Be(before, "a cancelled creation leaves nothing behind");
     }
 
     [Test]
@@ -173,6 +217,15 @@ public sealed class MoeLayerTests : CpuContextFixture
             problem, new SynchronousProgress(_ => throw new InvalidOperationException("handler failed")), CancellationToken.None);
 
         create.Should().Throw<InvalidOperationException>().WithMessage("handler failed");
+    }
+
+    // Objects other tests dropped without disposing are freed by finalizers at any time; let them run first.
+    private static long SettledLiveObjectCount()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return MegaMoeLibrary.LiveObjectCount;
     }
 
     private MoeLayer CreateLayer(MoeProblem problem, IProgress<double>? progress, CancellationToken cancellationToken)
