@@ -15,7 +15,10 @@ TEST(GpuBackend, DeviceOutOfRangeIsExplained) {
   EXPECT_EQ(megamoe_backend_available(MEGAMOE_BACKEND_CUDA, 4096), MEGAMOE_ERROR_BACKEND_UNAVAILABLE);
   const std::string message = megamoe_last_error_message();
   EXPECT_NE(message.find("out of range"), std::string::npos) << message;
-  EXPECT_EQ(megamoe_backend_available(MEGAMOE_BACKEND_CUDA, -1), MEGAMOE_ERROR_BACKEND_UNAVAILABLE);
+  // A negative ordinal is no device at all: a malformed argument, not an unavailable backend.
+  EXPECT_EQ(megamoe_backend_available(MEGAMOE_BACKEND_CUDA, -1), MEGAMOE_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(megamoe_last_error_message()).find("'device_id'"), std::string::npos)
+      << megamoe_last_error_message();
 }
 
 TEST(GpuBackend, DeviceInfo) {
