@@ -186,6 +186,16 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
   return desc.desc_;
 }
 
+// 4-byte asynchronous copy global -> shared; src_bytes = 0 writes a zero without reading.
+__device__ __forceinline__ void cp_async_4(uint32_t smem_addr, const void* gmem, uint32_t src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes) : "memory");
+}
+// Arrives on the mbarrier once all of this thread's earlier cp.async copies have landed (counts as
+// one of the barrier's expected arrivals).
+__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar_addr) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar_addr) : "memory");
+}
+
 __device__ __forceinline__ void stmatrix_x2(uint32_t smem_addr, uint32_t r0, uint32_t r1) {
   asm volatile("stmatrix.sync.aligned.x2.m8n8.shared.b16 [%0], {%1, %2};\n" ::"r"(smem_addr), "r"(r0), "r"(r1)
                : "memory");
@@ -276,7 +286,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
     cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_d));
 #pragma unroll
     for (uint32_t s = 0; s < kStages; ++s) {
-      full[s].init(33);  // lane 0 (with the TMA bytes) + one per producer lane (its A scales)
+      full[s].init(33);  // lane 0 (with the TMA bytes) + 32 asynchronous A-scale arrivals
       empty[s].init(kMathThreads * kMulticast);  // every math thread of every CTA reading this stage
     }
     cutlass::arch::fence_barrier_init();
@@ -304,6 +314,8 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
     cutlass::arch::warpgroup_reg_dealloc<40>();
     if (warp == kMathWarps) {
       const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+      const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_sfa));
+      const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(full));
       while (scheduler.next(work)) {
         int32_t group = work.group;
         if constexpr (kKind == GemmKind::Contiguous) {
@@ -314,15 +326,6 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
         if (group < 0) continue;  // zero tile: nothing to load
         const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.n + work.n_block * BN);
         for (uint32_t kb = 0; kb < num_kb; ++kb) {
-          // A scales straight from the row-major [rows, K/128] tensor. The global loads are issued
-          // before waiting for the slot, so their latency hides behind the wait; the values are
-          // then stored and published by each lane's own (release) arrival on the full barrier.
-          float sfa[BM / 32];
-#pragma unroll
-          for (uint32_t j = 0; j < BM / 32; ++j) {
-            const uint32_t row = work.row_begin + lane + j * 32;
-            sfa[j] = row < p.rows ? __ldg(p.sfa + static_cast<uint64_t>(row) * num_kb + kb) : 0.0f;
-          }
           empty[stage].wait(phase ^ 1u);
           if (lane == 0) {
             uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
@@ -341,9 +344,16 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
             cute::SM90_TMA_LOAD_2D::copy(&tmap_b, bar, hint, smem_b + stage * kBytesB, static_cast<int32_t>(kb * kGemmBlockK),
                                          b_row);
           }
+          // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
+          // never waits on their latency (a plain load here serializes every stage on it).
+          const uint32_t sfa_dst = sfa_base + stage * BM * 4;
 #pragma unroll
-          for (uint32_t j = 0; j < BM / 32; ++j) smem_sfa[stage * BM + lane + j * 32] = sfa[j];
-          full[stage].arrive();
+          for (uint32_t i = lane; i < BM; i += 32) {
+            const uint32_t row = work.row_begin + i;
+            const bool in = row < p.rows;
+            cp_async_4(sfa_dst + i * 4, in ? p.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.sfa, in ? 4u : 0u);
+          }
+          cp_async_arrive_noinc(full_base + stage * 8);
           if (lane == 0) full[stage].arrive_and_expect_tx(kBytesA + kBytesB);
           advance();
         }
