@@ -12,10 +12,7 @@ Tensor check_output(const TensorChecker& check, const megamoe_tensor_t* d, const
   const Tensor out = check.tensor("d", d, {MEGAMOE_DTYPE_BF16}, layout);
   for (int32_t i = 0; i + 1 < out.rank; ++i) expect_dim("d", out, i, a.data.shape[i], "the rows of 'a'");
   expect_dim("d", out, out.rank - 1, b.data.shape[b.data.rank - 2], "N, the rows of each expert of 'b'");
-  expect_disjoint("d", out, "a", a.data);
-  expect_disjoint("d", out, "a_scales", a.scales);
-  expect_disjoint("d", out, "b", b.data);
-  expect_disjoint("d", out, "b_scales", b.scales);
+  expect_disjoint("d", out, {{"a", a.data}, {"a_scales", a.scales}, {"b", b.data}, {"b_scales", b.scales}});
   return out;
 }
 
@@ -50,7 +47,7 @@ MEGAMOE_API megamoe_status_t megamoe_gemm_grouped_contiguous(megamoe_context_t c
     const Tensor indices = call.check.tensor("m_indices", m_indices, {MEGAMOE_DTYPE_INT32}, "[M]");
     expect_dim("m_indices", indices, 0, at.data.shape[0], "M, the rows of 'a'");
     const Tensor dt = check_output(call.check, d, "[M, N]", at, bt);
-    expect_disjoint("d", dt, "m_indices", indices);
+    expect_disjoint("d", dt, {{"m_indices", indices}});
     if (dt.numel() == 0) return;
     call.backend.gemm_contiguous(at, bt, indices, dt, stream);
   });
@@ -69,7 +66,7 @@ MEGAMOE_API megamoe_status_t megamoe_gemm_grouped_offsets(megamoe_context_t cont
     const Tensor offs = call.check.tensor("offsets", offsets, {MEGAMOE_DTYPE_INT32, MEGAMOE_DTYPE_INT64}, "[E + 1]");
     expect_dim("offsets", offs, 0, bt.data.shape[0] + 1, "E + 1, one more than the experts of 'b'");
     const Tensor dt = check_output(call.check, d, "[M, N]", at, bt);
-    expect_disjoint("d", dt, "offsets", offs);
+    expect_disjoint("d", dt, {{"offsets", offs}});
     if (dt.numel() == 0) return;
     call.backend.gemm_offsets(at, bt, offs, dt, stream);
   });
@@ -89,7 +86,7 @@ MEGAMOE_API megamoe_status_t megamoe_gemm_grouped_masked(megamoe_context_t conte
     expect_dim("masked_m", counts, 0, bt.data.shape[0], "E, the experts of 'b'");
     if (expected_m < 0) invalid("expected_m", "is ", expected_m, "; expected >= 0 (0 = unknown)");
     const Tensor dt = check_output(call.check, d, "[E, max_m, N]", at, bt);
-    expect_disjoint("d", dt, "masked_m", counts);
+    expect_disjoint("d", dt, {{"masked_m", counts}});
     if (dt.numel() == 0) return;
     call.backend.gemm_masked(at, bt, counts, expected_m, dt, stream);
   });

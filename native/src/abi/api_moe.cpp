@@ -154,18 +154,15 @@ MEGAMOE_API megamoe_status_t megamoe_moe_layer_forward(megamoe_moe_layer_t layer
     args.num_tokens = check.optional_tensor("num_tokens", num_tokens, {MEGAMOE_DTYPE_INT32}, "[1]");
     if (args.num_tokens) expect_dim("num_tokens", *args.num_tokens, 0, 1, "a single count");
 
-    expect_disjoint("y", args.y, "x", args.x);
-    if (args.x_scales) expect_disjoint("y", args.y, "x_scales", *args.x_scales);
-    expect_disjoint("y", args.y, "topk_idx", args.topk_idx);
-    expect_disjoint("y", args.y, "topk_weights", args.topk_weights);
-    if (args.num_tokens) expect_disjoint("y", args.y, "num_tokens", *args.num_tokens);
+    const std::initializer_list<NamedTensor> inputs = {{"x", args.x},
+                                                       {"x_scales", args.x_scales},
+                                                       {"topk_idx", args.topk_idx},
+                                                       {"topk_weights", args.topk_weights},
+                                                       {"num_tokens", args.num_tokens}};
+    expect_disjoint("y", args.y, inputs);
     if (args.expert_counts) {
-      expect_disjoint("expert_counts", *args.expert_counts, "x", args.x);
-      if (args.x_scales) expect_disjoint("expert_counts", *args.expert_counts, "x_scales", *args.x_scales);
-      if (args.num_tokens) expect_disjoint("expert_counts", *args.expert_counts, "num_tokens", *args.num_tokens);
-      expect_disjoint("expert_counts", *args.expert_counts, "topk_idx", args.topk_idx);
-      expect_disjoint("expert_counts", *args.expert_counts, "topk_weights", args.topk_weights);
-      expect_disjoint("expert_counts", *args.expert_counts, "y", args.y);
+      expect_disjoint("expert_counts", *args.expert_counts, inputs);
+      expect_disjoint("expert_counts", *args.expert_counts, {{"y", args.y}});
     }
     if (tokens == 0) return;
     std::lock_guard<std::mutex> lock(l.forward_mutex);

@@ -23,7 +23,7 @@ ScaledTensor check_activation_pair(const TensorChecker& check, const Tensor& val
   expect_dim("q", out.data, 1, values.shape[1], cat("K, the columns of '", values_name, "'").c_str());
   out.scales = check.tensor("scales", scales, {MEGAMOE_DTYPE_FP32}, "[M, ceil(K/128)]");
   expect_dim("scales", out.scales, 0, values.shape[0], "M");
-  expect_dim("scales", out.scales, 1, ceil_div(values.shape[1], 128), "ceil(K / 128)");
+  expect_dim("scales", out.scales, 1, ceil_div<int64_t>(values.shape[1], 128), "ceil(K / 128)");
   return out;
 }
 
@@ -40,8 +40,8 @@ ScaledTensor check_weight_pair(const TensorChecker& check, const Tensor& values,
                             grouped ? "[E, ceil(N/128), ceil(K/128)]" : "[ceil(N/128), ceil(K/128)]");
   const int32_t n_dim = grouped ? 1 : 0;
   if (grouped) expect_dim("scales", out.scales, 0, values.shape[0], "E");
-  expect_dim("scales", out.scales, n_dim, ceil_div(values.shape[n_dim], 128), "ceil(N / 128)");
-  expect_dim("scales", out.scales, n_dim + 1, ceil_div(values.shape[n_dim + 1], 128), "ceil(K / 128)");
+  expect_dim("scales", out.scales, n_dim, ceil_div<int64_t>(values.shape[n_dim], 128), "ceil(N / 128)");
+  expect_dim("scales", out.scales, n_dim + 1, ceil_div<int64_t>(values.shape[n_dim + 1], 128), "ceil(K / 128)");
   return out;
 }
 
@@ -57,9 +57,8 @@ MEGAMOE_API megamoe_status_t megamoe_quantize_activations(megamoe_context_t cont
     const bool ue8m0 = ue8m0_flag(flags);
     const Tensor xt = call.check.tensor("x", x, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}, "[M, K]");
     const ScaledTensor out = check_activation_pair(call.check, xt, "x", q, scales);
-    expect_disjoint("q", out.data, "x", xt);
-    expect_disjoint("scales", out.scales, "x", xt);
-    expect_disjoint("scales", out.scales, "q", out.data);
+    expect_disjoint("q", out.data, {{"x", xt}});
+    expect_disjoint("scales", out.scales, {{"x", xt}, {"q", out.data}});
     if (xt.numel() == 0) return;
     call.backend.quantize_activations(xt, out, ue8m0, stream);
   });
@@ -72,8 +71,7 @@ MEGAMOE_API megamoe_status_t megamoe_dequantize_activations(megamoe_context_t co
     auto call = enter(context);
     const Tensor result = call.check.tensor("out", out, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}, "[M, K]");
     const ScaledTensor in = check_activation_pair(call.check, result, "out", q, scales);
-    expect_disjoint("out", result, "q", in.data);
-    expect_disjoint("out", result, "scales", in.scales);
+    expect_disjoint("out", result, {{"q", in.data}, {"scales", in.scales}});
     if (result.numel() == 0) return;
     call.backend.dequantize_activations(in, result, stream);
   });
@@ -87,9 +85,8 @@ MEGAMOE_API megamoe_status_t megamoe_quantize_weights(megamoe_context_t context,
     const bool ue8m0 = ue8m0_flag(flags);
     const Tensor wt = call.check.tensor("w", w, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}, "[N, K]", "[E, N, K]");
     const ScaledTensor out = check_weight_pair(call.check, wt, "w", q, scales);
-    expect_disjoint("q", out.data, "w", wt);
-    expect_disjoint("scales", out.scales, "w", wt);
-    expect_disjoint("scales", out.scales, "q", out.data);
+    expect_disjoint("q", out.data, {{"w", wt}});
+    expect_disjoint("scales", out.scales, {{"w", wt}, {"q", out.data}});
     if (wt.numel() == 0) return;
     call.backend.quantize_weights(wt, out, ue8m0, stream);
   });
@@ -103,8 +100,7 @@ MEGAMOE_API megamoe_status_t megamoe_dequantize_weights(megamoe_context_t contex
     const Tensor result =
         call.check.tensor("out", out, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}, "[N, K]", "[E, N, K]");
     const ScaledTensor in = check_weight_pair(call.check, result, "out", q, scales);
-    expect_disjoint("out", result, "q", in.data);
-    expect_disjoint("out", result, "scales", in.scales);
+    expect_disjoint("out", result, {{"q", in.data}, {"scales", in.scales}});
     if (result.numel() == 0) return;
     call.backend.dequantize_weights(in, result, stream);
   });

@@ -81,13 +81,10 @@ MEGAMOE_API megamoe_status_t megamoe_gemm_routed(megamoe_routed_plan_t plan, con
     expect_dim("d", args.d, 0, tokens, "T, the rows of 'a'");
     expect_dim("d", args.d, 1, spec.top_k, "top_k, as the plan was created");
     expect_dim("d", args.d, 2, spec.n, "N, as the plan was created");
-    expect_disjoint("d", args.d, "a", args.a.data);
-    expect_disjoint("d", args.d, "a_scales", args.a.scales);
-    expect_disjoint("d", args.d, "b", args.b.data);
-    expect_disjoint("d", args.d, "b_scales", args.b.scales);
-    expect_disjoint("d", args.d, "topk_idx", args.topk_idx);
-    if (args.topk_weights) expect_disjoint("d", args.d, "topk_weights", *args.topk_weights);
-    if (args.num_tokens) expect_disjoint("d", args.d, "num_tokens", *args.num_tokens);
+    expect_disjoint("d", args.d,
+                    {{"a", args.a.data}, {"a_scales", args.a.scales}, {"b", args.b.data}, {"b_scales", args.b.scales},
+                     {"topk_idx", args.topk_idx}, {"topk_weights", args.topk_weights},
+                     {"num_tokens", args.num_tokens}});
     if (tokens == 0) return;
     std::lock_guard<std::mutex> lock(p.run_mutex);
     p.impl->run(args, stream);

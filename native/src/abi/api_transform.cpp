@@ -22,7 +22,7 @@ MEGAMOE_API megamoe_status_t megamoe_interleave_gate_up(megamoe_context_t contex
     }
     const Tensor ot = call.check.tensor("out", out, {wt.dtype}, wt.rank == 3 ? "[E, 2I, H]" : "[2I, H]");
     for (int32_t i = 0; i < wt.rank; ++i) expect_dim("out", ot, i, wt.shape[i], "the same shape as 'w'");
-    expect_disjoint("out", ot, "w", wt);
+    expect_disjoint("out", ot, {{"w", wt}});
     if (inverse != 0 && inverse != 1) invalid("inverse", "is ", inverse, "; expected 0 or 1");
     if (wt.numel() == 0) return;
     call.backend.interleave_gate_up(wt, ot, inverse != 0, stream);

@@ -155,14 +155,17 @@ void expect_multiple_of_128(const char* argument, const Tensor& t, int32_t dim, 
   }
 }
 
-void expect_disjoint(const char* output_name, const Tensor& output, const char* input_name, const Tensor& input) {
-  if (output.numel() == 0 || input.numel() == 0) return;
+void expect_disjoint(const char* output_name, const Tensor& output, std::initializer_list<NamedTensor> inputs) {
+  if (output.numel() == 0) return;
   const auto out_begin = reinterpret_cast<uintptr_t>(output.data);
-  const auto in_begin = reinterpret_cast<uintptr_t>(input.data);
   const auto out_end = out_begin + static_cast<uintptr_t>(output.bytes());
-  const auto in_end = in_begin + static_cast<uintptr_t>(input.bytes());
-  if (out_begin < in_end && in_begin < out_end) {
-    invalid(output_name, "output memory overlaps input '", input_name, "'");
+  for (const NamedTensor& input : inputs) {
+    if (input.tensor == nullptr || input.tensor->numel() == 0) continue;
+    const auto in_begin = reinterpret_cast<uintptr_t>(input.tensor->data);
+    const auto in_end = in_begin + static_cast<uintptr_t>(input.tensor->bytes());
+    if (out_begin < in_end && in_begin < out_end) {
+      invalid(output_name, "output memory overlaps input '", input.name, "'");
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/int_math.h"
 #include "core/tensor.h"
 
 namespace megamoe {
@@ -55,9 +56,16 @@ class TensorChecker {
 void expect_dim(const char* argument, const Tensor& t, int32_t dim, int64_t expected, const char* meaning);
 // shape[dim] must be a positive multiple of 128.
 void expect_multiple_of_128(const char* argument, const Tensor& t, int32_t dim, const char* meaning);
-// Output memory must not overlap an input.
-void expect_disjoint(const char* output_name, const Tensor& output, const char* input_name, const Tensor& input);
+// An input an output must not overlap; an absent optional input is skipped.
+struct NamedTensor {
+  NamedTensor(const char* n, const Tensor& t) : name(n), tensor(&t) {}
+  NamedTensor(const char* n, const std::optional<Tensor>& t) : name(n), tensor(t ? &*t : nullptr) {}
+  const char* name;
+  const Tensor* tensor;
+};
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Output memory must not overlap any of the inputs.
+void expect_disjoint(const char* output_name, const Tensor& output, std::initializer_list<NamedTensor> inputs);
+
 
 }  // namespace megamoe

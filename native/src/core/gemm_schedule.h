@@ -17,10 +17,10 @@
 #include <cstdint>
 
 #include "core/host_device.h"
+#include "core/int_math.h"
 
 namespace megamoe {
 
-MEGAMOE_HD uint32_t sched_ceil_div(uint32_t a, uint32_t b) { return (a + b - 1) / b; }
 MEGAMOE_HD uint32_t sched_min(uint32_t a, uint32_t b) { return a < b ? a : b; }
 MEGAMOE_HD int64_t sched_clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
@@ -57,7 +57,7 @@ MEGAMOE_HD uint32_t swizzle_band(uint32_t block_m, uint32_t block_n, uint32_t nu
   uint32_t best = 8;
   uint64_t best_usage = ~uint64_t{0};
   for (uint32_t candidate = 8; candidate <= 16; candidate += 8) {
-    const uint64_t usage = uint64_t{candidate} * block_m + uint64_t{sched_ceil_div(num_sms, candidate)} * block_n;
+    const uint64_t usage = uint64_t{candidate} * block_m + uint64_t{ceil_div<uint32_t>(num_sms, candidate)} * block_n;
     if (usage < best_usage) {
       best_usage = usage;
       best = candidate;
@@ -137,7 +137,7 @@ class SegmentWalker {
     if (segment_ >= num_segments_) return;
     current_ = segment_at_(segment_);
     const uint32_t rows = current_.row_end > current_.row_begin ? current_.row_end - current_.row_begin : 0;
-    m_blocks_ = sched_ceil_div(rows, block_m_);
+    m_blocks_ = ceil_div<uint32_t>(rows, block_m_);
     tiles_ = m_blocks_ * num_n_blocks_;
   }
 
@@ -157,7 +157,7 @@ class SegmentWalker {
 // Dense and contiguous layouts: one grid of ceil(M / BLOCK_M) x ceil(N / BLOCK_N) tiles.
 MEGAMOE_HD bool dense_tile(uint32_t index, uint32_t m, uint32_t block_m, uint32_t num_n_blocks, uint32_t band,
                            TileWork& work, uint32_t pair = 1) {
-  const uint32_t m_blocks = sched_ceil_div(m, block_m);
+  const uint32_t m_blocks = ceil_div<uint32_t>(m, block_m);
   if (index >= m_blocks * num_n_blocks) return false;
   const TileCoord t = swizzle_tile_grouped(index, m_blocks, num_n_blocks, band, pair);
   work.row_begin = t.m_block * block_m;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/int_math.h"
 #include "cpu/block_scaled_dot.h"
 
 namespace megamoe::cpu {
@@ -10,7 +11,7 @@ namespace {
 
 constexpr int64_t kGrainElements = 1 << 16;  // elements per scheduled range of an elementwise loop
 
-int64_t groups(int64_t extent) { return (extent + kBlock - 1) / kBlock; }
+int64_t groups(int64_t extent) { return ceil_div<int64_t>(extent, kBlock); }
 
 int64_t rows_per_range(int64_t cols) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(cols, 1)); }
 

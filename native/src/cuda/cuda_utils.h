@@ -28,8 +28,6 @@ inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel)
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
 
-inline int64_t ceil_div64(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Makes `device` current for the scope and restores the caller's device afterwards.
 class DeviceGuard {
  public:
