@@ -5,8 +5,11 @@
 // Protocol: inputs are random (never zeros), L2 is flushed (256 MiB memset) before every timed run,
 // each run is bracketed by CUDA events, the median of --reps runs is reported after 3 warm-ups.
 //
-//   megamoe_bench [--out DIR] [--filter SUBSTRING] [--reps N] [--commit SHA] [--sweep]
+//   megamoe_bench [--out DIR] [--filter SUBSTRING[,SUBSTRING...]] [--reps N] [--commit SHA] [--sweep]
+// The routed, expert-specialization and MoE-layer cases (routed_moe_cases.cuh) add a same-run
+// reference of their own ("reference" in the JSON).
 #include <cublasLt.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -219,12 +222,20 @@ struct CublasFp8 {
 struct Result {
   std::string name;
   double median_us = 0, tflops = 0, gbps = 0, baseline_tflops = -1, baseline_gbps = -1;
+  // A same-run reference other than cuBLASLt (routed/es/moe cases): its name, value and unit.
+  std::string ref_name, ref_unit;
+  double ref_value = -1;
 };
 
 void print_result(const Result& r) {
   std::printf("%-44s %10.1f us %8.1f TFLOPS %8.1f GB/s", r.name.c_str(), r.median_us, r.tflops, r.gbps);
   if (r.baseline_tflops > 0) std::printf("   cuBLASLt %7.1f TFLOPS (x%.2f)", r.baseline_tflops, r.tflops / r.baseline_tflops);
   if (r.baseline_gbps > 0) std::printf("   copy %7.1f GB/s (%.0f%%)", r.baseline_gbps, 100.0 * r.gbps / r.baseline_gbps);
+  if (r.ref_value > 0) {
+    const double mine = r.ref_unit == "us" ? r.median_us : r.ref_unit == "GB/s" ? r.gbps : r.tflops;
+    const double ratio = r.ref_unit == "us" ? r.ref_value / mine : mine / r.ref_value;
+    std::printf("   %s %.1f %s (x%.2f)", r.ref_name.c_str(), r.ref_value, r.ref_unit.c_str(), ratio);
+  }
   std::printf("\n");
   std::fflush(stdout);
 }
@@ -238,7 +249,18 @@ struct Bench {
 
   bool sweep = false;  // also time every tile configuration (log only; the JSON keeps the heuristic's)
 
-  bool wanted(const std::string& name) const { return filter.empty() || name.find(filter) != std::string::npos; }
+  // filter: comma-separated substrings, any of which selects a case.
+  bool wanted(const std::string& name) const {
+    if (filter.empty()) return true;
+    for (size_t start = 0; start <= filter.size();) {
+      const size_t comma = filter.find(',', start);
+      const std::string part = filter.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!part.empty() && name.find(part) != std::string::npos) return true;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    return false;
+  }
 
   // Times fn() with each instantiated tile forced (MEGAMOE_CUDA_GEMM_TILE) and prints the table.
   void sweep_tiles(const std::string& name, double flops, const std::function<void()>& fn) {
@@ -380,6 +402,12 @@ struct Bench {
   }
 };
 
+}  // namespace
+
+#include "routed_moe_cases.cuh"
+
+namespace {
+
 std::string slug(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -442,6 +470,12 @@ int main(int argc, char** argv) {
   bench.quant_activations(16384, 7168, MEGAMOE_DTYPE_BF16);
   bench.quant_activations(16384, 7168, MEGAMOE_DTYPE_FP32);
   bench.quant_weights(8, 4096, 7168);
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}}) {
+    for (int64_t t : {128, 512, 4096}) routed_cases::routed_vs_contiguous(bench, t, n, k);
+    routed_cases::es_vs_fixed(bench, 4096, n, k);
+    routed_cases::es_decode(bench, n, k);
+  }
+  for (int64_t t : {16, 128, 512, 4096, 16384}) routed_cases::moe_layer(bench, t);
   MM_OK(megamoe_context_destroy(bench.ctx));
 
   // JSON
@@ -469,6 +503,10 @@ int main(int argc, char** argv) {
     if (r.baseline_tflops > 0) std::fprintf(f, "%.1f", r.baseline_tflops);
     else std::fprintf(f, "null");
     if (r.baseline_gbps > 0) std::fprintf(f, ", \"copy_gbps\": %.1f", r.baseline_gbps);
+    if (r.ref_value > 0) {
+      std::fprintf(f, ", \"reference\": {\"name\": \"%s\", \"value\": %.2f, \"unit\": \"%s\"}", r.ref_name.c_str(),
+                   r.ref_value, r.ref_unit.c_str());
+    }
     std::fprintf(f, "}%s\n", i + 1 < bench.results.size() ? "," : "");
   }
   std::fprintf(f, "  ]\n}\n");

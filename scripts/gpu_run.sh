@@ -12,6 +12,7 @@
 #                        (default: "build cpu gpu bench dotnet")
 #   GPU_RUN_BENCH_ARGS   extra arguments for megamoe_bench (e.g. "--filter dense --reps 10")
 #   GPU_RUN_GTEST_FILTER gtest filter for the GPU suite (default: all)
+#   GPU_RUN_GPU_TIMEOUT  seconds the GPU suite may run (default 300)
 #   GPU_RUN_PROFILE_FILTER  bench shape profiled by ncu in stage "profile" (default dense/m4096_n4096_k7168)
 #   MEGAMOE_DOTNET_DIR   the folder tests/managed/gpu/pack.sh filled (managed tests; stage "dotnet")
 #   MEGAMOE_COMMIT       commit recorded in the JSON
@@ -66,7 +67,7 @@ fi
 
 if want gpu; then
   t0=$(date +%s)
-  timeout 150 "$BUILD/tests/native/megamoe_gpu_tests" --gtest_filter="${GPU_RUN_GTEST_FILTER:-*}" >"$OUT/tests-gpu.log" 2>&1
+  timeout "${GPU_RUN_GPU_TIMEOUT:-300}" "$BUILD/tests/native/megamoe_gpu_tests" --gtest_filter="${GPU_RUN_GTEST_FILTER:-*}" >"$OUT/tests-gpu.log" 2>&1
   rc=$?
   add "tests gpu" "$(status_of $rc)" "$(grep -E '^\[  (PASSED|FAILED|SKIPPED)  \]|tests? ran' "$OUT/tests-gpu.log" | tr '\n' ' ') ($(( $(date +%s) - t0 )) s)"
 fi
@@ -130,7 +131,7 @@ echo "== GPU tests (per test)"
 grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|max [0-9]+ ulp|Failure|beyond" "$OUT/tests-gpu.log" 2>/dev/null | tail -70
 echo
 echo "== benchmarks"
-grep -E "^(dense|contiguous|masked|quant|transform)/" "$OUT/bench.log" 2>/dev/null
+grep -E "^(dense|contiguous|masked|quant|transform|routed|es|moe)/" "$OUT/bench.log" 2>/dev/null
 echo
 echo "== summary"
 printf '%s\n' "${SUMMARY[@]}" | tee -a "$OUT/summary.txt"

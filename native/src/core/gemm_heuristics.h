@@ -12,7 +12,8 @@
 
 namespace megamoe {
 
-enum class GemmKind : int32_t { Dense = 0, Contiguous = 1, Masked = 2, Offsets = 3 };
+// Routed: rows are the slots of a batch grouped by expert on the device (core/gemm_schedule.h).
+enum class GemmKind : int32_t { Dense = 0, Contiguous = 1, Masked = 2, Offsets = 3, Routed = 4 };
 
 constexpr uint32_t kGemmBlockK = 128;
 // Shared memory one CTA may use on SM90 (227 KiB).
@@ -30,8 +31,9 @@ constexpr uint32_t gemm_smem_stage_bytes(uint32_t block_m, uint32_t block_n) {
   return block_m * kGemmBlockK + block_n * kGemmBlockK + block_m * 4;
 }
 constexpr uint32_t gemm_smem_fixed_bytes(uint32_t block_m, uint32_t block_n) {
-  // D tile, B scales, 2 barriers per stage (reserved for the maximum), 1 KiB alignment slack.
-  return gemm_smem_d_bytes(block_m, block_n) + kGemmMaxKBlocks * 4 + kGemmMaxStages * 16 + 1024;
+  // D tile, B scales, 2 barriers per stage (reserved for the maximum), the tile's row table (gathered
+  // A rows), 1 KiB alignment slack.
+  return gemm_smem_d_bytes(block_m, block_n) + kGemmMaxKBlocks * 4 + kGemmMaxStages * 16 + block_m * 4 + 1024;
 }
 constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n) {
   const uint32_t stages =

@@ -8,7 +8,10 @@
 //   dense       one segment [0, M), group 0;
 //   contiguous  one segment [0, M); the group of each tile is read from m_indices by the kernel;
 //   masked      segment e = [e * max_m, e * max_m + masked_m[e]), group e;
-//   offsets     [0, off[0]) group -1, then [off[e], off[e+1]) group e, then [off[E], M) group -1.
+//   offsets     [0, off[0]) group -1, then [off[e], off[e+1]) group e, then [off[E], M) group -1;
+//   routed      the slots of a batch grouped by expert on the device (cuda/routing_kernels.cu):
+//               segment e = [off[e], off[e+1]) group e, then the dropped slots [off[E], off[E+1])
+//               as group -1 (written as zeros where the output has one row per slot).
 // Inside a segment tiles are ordered for L2 reuse (swizzle_tile); with TMA multicast of A across a
 // cluster of 2 CTAs, tiles 2j and 2j+1 share their m-block (swizzle_tile_grouped). Every segment
 // then has an even number of tiles, so the two CTAs of a cluster always get a tile pair or none.
@@ -91,12 +94,29 @@ MEGAMOE_HD Segment offsets_segment(uint32_t s, uint32_t num_groups, uint32_t m, 
   return {static_cast<uint32_t>(begin), static_cast<uint32_t>(end), static_cast<int32_t>(s - 1)};
 }
 
+// Segment s in [0, E] of the routed layout from the routing offsets (E + 2 entries, written by
+// the routing kernel). Clamped like offsets_segment so a bad table never leads outside [0, M).
+MEGAMOE_HD Segment routed_segment(uint32_t s, uint32_t num_groups, int32_t begin, int32_t end) {
+  const int64_t b = sched_clamp(begin, 0, INT32_MAX);
+  const int64_t e = sched_clamp(end, b, INT32_MAX);
+  return {static_cast<uint32_t>(b), static_cast<uint32_t>(e), s < num_groups ? static_cast<int32_t>(s) : -1};
+}
+
+// Expert specialization: the height of a segment's tiles, chosen on the device from its row count.
+// A segment that fits in `narrow_m` rows runs in tiles of that height (the kernel then spreads the
+// tile's columns over its warpgroups instead of its rows); others use the kernel's BLOCK_M.
+// narrow_m = 0 turns it off.
+MEGAMOE_HD uint32_t segment_block_m(uint32_t rows, uint32_t block_m, uint32_t narrow_m) {
+  return narrow_m != 0 && rows <= narrow_m ? narrow_m : block_m;
+}
+
 // One output tile as the kernel sees it.
 struct TileWork {
   uint32_t row_begin;  // first row of the tile in the 2D view of A / D
-  uint32_t row_end;    // one past the last row that belongs to the tile's segment (<= row_begin + BLOCK_M)
+  uint32_t row_end;    // one past the last row that belongs to the tile's segment (<= row_begin + block_rows)
   uint32_t n_block;
   int32_t group;       // B / b_scales group; -1: zeros
+  uint32_t block_rows; // height of this tile: BLOCK_M, or narrow_m under expert specialization
 };
 
 // Walks the segments of a grouped layout in the order of the global tile numbering. A CTA asks for
@@ -106,10 +126,11 @@ template <typename SegmentAt>
 class SegmentWalker {
  public:
   MEGAMOE_HD SegmentWalker(SegmentAt segment_at, uint32_t num_segments, uint32_t block_m, uint32_t num_n_blocks,
-                           uint32_t band, uint32_t pair = 1)
+                           uint32_t band, uint32_t pair = 1, uint32_t narrow_m = 0)
       : segment_at_(segment_at),
         num_segments_(num_segments),
         block_m_(block_m),
+        narrow_m_(narrow_m),
         num_n_blocks_(num_n_blocks),
         band_(band),
         pair_(pair) {
@@ -125,10 +146,11 @@ class SegmentWalker {
     }
     if (segment_ >= num_segments_) return false;
     const TileCoord t = swizzle_tile_grouped(index - tiles_before_, m_blocks_, num_n_blocks_, band_, pair_);
-    work.row_begin = current_.row_begin + t.m_block * block_m_;
-    work.row_end = sched_min(current_.row_end, work.row_begin + block_m_);
+    work.row_begin = current_.row_begin + t.m_block * segment_block_m_;
+    work.row_end = sched_min(current_.row_end, work.row_begin + segment_block_m_);
     work.n_block = t.n_block;
     work.group = current_.group;
+    work.block_rows = segment_block_m_;
     return true;
   }
 
@@ -137,18 +159,21 @@ class SegmentWalker {
     if (segment_ >= num_segments_) return;
     current_ = segment_at_(segment_);
     const uint32_t rows = current_.row_end > current_.row_begin ? current_.row_end - current_.row_begin : 0;
-    m_blocks_ = ceil_div<uint32_t>(rows, block_m_);
+    segment_block_m_ = segment_block_m(rows, block_m_, narrow_m_);
+    m_blocks_ = ceil_div<uint32_t>(rows, segment_block_m_);
     tiles_ = m_blocks_ * num_n_blocks_;
   }
 
   SegmentAt segment_at_;
   uint32_t num_segments_;
   uint32_t block_m_;
+  uint32_t narrow_m_;
   uint32_t num_n_blocks_;
   uint32_t band_;
   uint32_t pair_;
   uint32_t segment_ = 0;
   uint32_t tiles_before_ = 0;
+  uint32_t segment_block_m_ = 0;
   uint32_t m_blocks_ = 0;
   uint32_t tiles_ = 0;
   Segment current_{0, 0, -1};
@@ -164,6 +189,7 @@ MEGAMOE_HD bool dense_tile(uint32_t index, uint32_t m, uint32_t block_m, uint32_
   work.row_end = sched_min(m, work.row_begin + block_m);
   work.n_block = t.n_block;
   work.group = 0;
+  work.block_rows = block_m;
   return true;
 }
 

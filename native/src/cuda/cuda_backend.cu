@@ -1,6 +1,5 @@
 // The CUDA (SM90) backend: availability checks, device memory, and the operations the kernels of
-// this folder implement. Operations without a CUDA implementation yet fail with
-// MEGAMOE_ERROR_UNSUPPORTED and say so.
+// this folder implement.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -11,6 +10,7 @@
 
 #include "core/backend.h"
 #include "core/error.h"
+#include "cuda/cuda_layers.h"
 #include "cuda/cuda_utils.h"
 #include "cuda/kernels.h"
 
@@ -195,8 +195,9 @@ class CudaBackend final : public Backend {
     run(args, stream);
   }
 
-  std::unique_ptr<RoutedPlan> create_routed_plan(const RoutedPlanSpec&) override {
-    fail(MEGAMOE_ERROR_UNSUPPORTED, "the routed grouped GEMM is not implemented on the CUDA backend yet");
+  std::unique_ptr<RoutedPlan> create_routed_plan(const RoutedPlanSpec& spec) override {
+    cuda::DeviceGuard guard(device_);
+    return cuda::make_routed_plan(limits_, spec);
   }
 
   void interleave_gate_up(const Tensor& w, const Tensor& out, bool inverse, void* stream) override {
@@ -204,8 +205,8 @@ class CudaBackend final : public Backend {
     cuda::interleave_gate_up(w, out, inverse, cuda::as_stream(stream));
   }
 
-  std::unique_ptr<MoeLayer> create_moe_layer(const MoeLayerSpec&, const MoeWeights&, void*) override {
-    fail(MEGAMOE_ERROR_UNSUPPORTED, "the MoE layer is not implemented on the CUDA backend yet");
+  std::unique_ptr<MoeLayer> create_moe_layer(const MoeLayerSpec& spec, const MoeWeights& weights, void* stream) override {
+    return cuda::make_moe_layer(limits_, spec, weights, stream);
   }
 
  private:

@@ -7,10 +7,27 @@
 
 namespace megamoe::cuda {
 
-template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
+template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast, GemmEpilogue kEpi = GemmEpilogue::Bf16>
 void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream);
 
 namespace {
+
+void dispatch_routed(GemmTile tile, const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream) {
+  constexpr GemmKind R = GemmKind::Routed;
+  const bool wide = tile.block_n == 256;
+  switch (args.epilogue) {
+    case GemmEpilogue::RoutedBf16:
+      return wide ? launch_gemm<R, 128, 256, 1, GemmEpilogue::RoutedBf16>(args, limits, stream)
+                  : launch_gemm<R, 128, 128, 1, GemmEpilogue::RoutedBf16>(args, limits, stream);
+    case GemmEpilogue::SwigluFp8:
+      return launch_gemm<R, 128, 256, 1, GemmEpilogue::SwigluFp8>(args, limits, stream);
+    case GemmEpilogue::CombineF32:
+      return wide ? launch_gemm<R, 128, 256, 1, GemmEpilogue::CombineF32>(args, limits, stream)
+                  : launch_gemm<R, 128, 128, 1, GemmEpilogue::CombineF32>(args, limits, stream);
+    case GemmEpilogue::Bf16: break;
+  }
+  fail(MEGAMOE_ERROR_INTERNAL, "routed GEMM launched without a routed epilogue");
+}
 
 template <GemmKind kKind, uint32_t kMulticast>
 void dispatch_shape(GemmTile tile, const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream) {
@@ -46,6 +63,20 @@ GemmTile choose_tile(const GemmArgs& args, const DeviceLimits& limits) {
   problem.k = args.k;
   problem.num_sms = limits.num_sms;
   problem.groups = args.kind == GemmKind::Dense ? 1 : args.groups;
+  if (args.kind == GemmKind::Routed) {
+    // Tiles of 128 rows, BLOCK_N 256 or 128: the heuristic compares them as an offsets layout with
+    // the plan's slots spread evenly. SwiGLU needs 256; expert specialization widens 256 only.
+    problem.kind = GemmKind::Offsets;
+    problem.m = (static_cast<int64_t>(args.rows) + problem.groups - 1) / problem.groups;
+    const bool can_256 = gemm_tile_allowed(args.n, args.k, 256);
+    GemmTile t = choose_gemm_tile(problem);
+    t.block_m = 128;
+    t.multicast = 1;
+    t.block_n = can_256 && (t.block_n >= 256 || args.expert_specialization || args.epilogue == GemmEpilogue::SwigluFp8)
+                    ? 256
+                    : 128;
+    return t;
+  }
   if (args.kind == GemmKind::Masked) {
     problem.m = args.expected_m > 0 ? std::min<int64_t>(args.expected_m, args.max_m) : args.max_m;
   } else {
@@ -68,6 +99,7 @@ void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream)
     fail(MEGAMOE_ERROR_INTERNAL, "GEMM tile ", tile.block_m, "x", tile.block_n, " chosen for N = ", args.n, ", K = ", args.k);
   }
   switch (args.kind) {
+    case GemmKind::Routed: return dispatch_routed(tile, args, limits, stream);
     case GemmKind::Dense: return dispatch_tile<GemmKind::Dense>(tile, args, limits, stream);
     case GemmKind::Contiguous: return dispatch_tile<GemmKind::Contiguous>(tile, args, limits, stream);
     case GemmKind::Masked: return dispatch_tile<GemmKind::Masked>(tile, args, limits, stream);

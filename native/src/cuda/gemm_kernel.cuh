@@ -5,10 +5,15 @@
 //                          epilogue through swizzled shared memory and a TMA store (or predicated
 //                          16-byte stores for tiles that end inside a group);
 //   last warpgroup         producer: one warp issues the TMA loads of A and B and stages the A
-//                          scales, kStages deep, through full/empty mbarriers.
+//                          scales, kStages deep, through full/empty mbarriers. Routed epilogues
+//                          gather A rows by token instead (cp.async, 128B swizzle written by hand).
 //
 // One CTA per SM walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... of the numbering in
 // core/gemm_schedule.h; producer and math warps run the same scheduler and agree on every tile.
+// Under expert specialization (routed layouts, BLOCK_N = 256) a segment of at most 64 rows runs in
+// 64-row tiles whose two N-waves go to the two math warpgroups ("wide" tiles) instead of 128-row
+// tiles whose rows are split between them.
+// The fused epilogues (routed BF16, SwiGLU + FP8, float32 + combine) are in gemm_epilogue.cuh.
 #pragma once
 
 #include <cuda.h>
@@ -18,8 +23,6 @@
 #include <cute/arch/cluster_sm90.hpp>
 #include <cute/arch/copy_sm90_desc.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
-#include <cute/arch/mma_sm90_desc.hpp>
-#include <cute/arch/mma_sm90_gmma.hpp>
 #include <cutlass/arch/barrier.h>
 #include <cutlass/arch/reg_reconfig.h>
 
@@ -29,22 +32,14 @@
 
 #include "core/gemm_heuristics.h"
 #include "core/gemm_schedule.h"
+#include "cuda/gemm_epilogue.cuh"
+#include "cuda/gemm_params.h"
+#include "cuda/sm90_ptx.cuh"
 
 namespace megamoe::cuda::sm90 {
 
-struct KernelParams {
-  const float* sfa;     // [rows, K/128]
-  const float* sfb;     // [groups, N/128, K/128]
-  const void* layout;   // m_indices / masked_m / offsets
-  __nv_bfloat16* d;     // [rows, N]
-  uint32_t rows;
-  uint32_t max_m;
-  uint32_t n;
-  uint32_t k;
-  uint32_t groups;
-  uint32_t band;
-  bool layout_int64;
-};
+using cuda::GemmEpilogue;
+using cuda::KernelParams;
 
 // ---------------------------------------------------------------------------------------------
 // Segment sources for the grouped schedulers (plain loads: layout data is read-only here).
@@ -70,6 +65,12 @@ struct OffsetSegments {
   MEGAMOE_HD Segment operator()(uint32_t s) const { return offsets_segment(s, groups, rows, at); }
 };
 
+struct RoutedSegments {
+  const int32_t* offsets;  // [groups + 2], written by the routing kernel
+  uint32_t groups;
+  MEGAMOE_HD Segment operator()(uint32_t s) const { return routed_segment(s, groups, offsets[s], offsets[s + 1]); }
+};
+
 template <GemmKind kKind>
 struct SegmentsFor {
   using type = MaskedSegments;  // unused for dense / contiguous
@@ -77,6 +78,10 @@ struct SegmentsFor {
 template <>
 struct SegmentsFor<GemmKind::Offsets> {
   using type = OffsetSegments;
+};
+template <>
+struct SegmentsFor<GemmKind::Routed> {
+  using type = RoutedSegments;
 };
 
 template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
@@ -88,7 +93,8 @@ class TileScheduler {
       : rows_(p.rows),
         n_blocks_(p.n / BN),
         band_(p.band),
-        walker_(make_segments(p), num_segments(p), BM, p.n / BN, p.band, kMulticast) {}
+        walker_(make_segments(p), num_segments(p), BM, p.n / BN, p.band, kMulticast,
+                kKind == GemmKind::Routed ? p.narrow_m : 0) {}
 
   __device__ bool next(TileWork& work) {
     const uint32_t index = blockIdx.x + iteration_++ * gridDim.x;
@@ -103,6 +109,8 @@ class TileScheduler {
   __device__ static Segments make_segments(const KernelParams& p) {
     if constexpr (kKind == GemmKind::Offsets) {
       return OffsetSegments{OffsetAt{p.layout, p.layout_int64}, p.groups, p.rows};
+    } else if constexpr (kKind == GemmKind::Routed) {
+      return RoutedSegments{static_cast<const int32_t*>(p.layout), p.groups};
     } else {
       return MaskedSegments{static_cast<const int32_t*>(p.layout), p.max_m};
     }
@@ -110,6 +118,7 @@ class TileScheduler {
   __device__ static uint32_t num_segments(const KernelParams& p) {
     if constexpr (kKind == GemmKind::Offsets) return p.groups + 2;
     if constexpr (kKind == GemmKind::Masked) return p.groups;
+    if constexpr (kKind == GemmKind::Routed) return p.groups + (p.dropped_segment ? 1 : 0);
     return 0;  // the walker stays idle
   }
 
@@ -140,72 +149,6 @@ __device__ __forceinline__ void contiguous_tile_groups(const int32_t* m_indices,
   wg_group = __reduce_max_sync(0xFFFFFFFFu, mine ? v : -1);
 }
 
-// ---------------------------------------------------------------------------------------------
-// wgmma
-// ---------------------------------------------------------------------------------------------
-template <uint32_t N>
-struct Fp8Mma;
-template <>
-struct Fp8Mma<32> {
-  using Op = cute::SM90::GMMA::MMA_64x32x32_F32E4M3E4M3_SS_TN<>;
-};
-template <>
-struct Fp8Mma<64> {
-  using Op = cute::SM90::GMMA::MMA_64x64x32_F32E4M3E4M3_SS_TN<>;
-};
-template <>
-struct Fp8Mma<128> {
-  using Op = cute::SM90::GMMA::MMA_64x128x32_F32E4M3E4M3_SS_TN<>;
-};
-
-template <uint32_t N, size_t... I>
-__device__ __forceinline__ void wgmma_impl(uint64_t desc_a, uint64_t desc_b, float* d, bool accumulate,
-                                           std::index_sequence<I...>) {
-  Fp8Mma<N>::Op::fma(desc_a, desc_b, d[I]...,
-                     accumulate ? cute::SM90::GMMA::ScaleOut::One : cute::SM90::GMMA::ScaleOut::Zero);
-}
-template <uint32_t N>
-__device__ __forceinline__ void wgmma(uint64_t desc_a, uint64_t desc_b, float* d, bool accumulate) {
-  wgmma_impl<N>(desc_a, desc_b, d, accumulate, std::make_index_sequence<N / 2>{});
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-__device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-
-// K-major operand tile of `rows` x 128 bytes, 128B-swizzled by TMA: 8-row core groups 1024 bytes
-// apart (SBO), leading offset unused.
-__device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
-  cute::GmmaDescriptor desc;
-  desc.bitfield.start_address_ = static_cast<uint16_t>((smem_addr & 0x3FFFFu) >> 4);
-  desc.bitfield.leading_byte_offset_ = 0;
-  desc.bitfield.stride_byte_offset_ = 1024 >> 4;
-  desc.bitfield.base_offset_ = 0;
-  desc.bitfield.layout_type_ = static_cast<uint8_t>(cute::SM90::GMMA::LayoutType::B128);
-  return desc.desc_;
-}
-
-// 4-byte asynchronous copy global -> shared; src_bytes = 0 writes a zero without reading.
-__device__ __forceinline__ void cp_async_4(uint32_t smem_addr, const void* gmem, uint32_t src_bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr), "l"(gmem), "r"(src_bytes) : "memory");
-}
-// Arrives on the mbarrier once all of this thread's earlier cp.async copies have landed (counts as
-// one of the barrier's expected arrivals).
-__device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar_addr) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar_addr) : "memory");
-}
-
-__device__ __forceinline__ void stmatrix_x2(uint32_t smem_addr, uint32_t r0, uint32_t r1) {
-  asm volatile("stmatrix.sync.aligned.x2.m8n8.shared.b16 [%0], {%1, %2};\n" ::"r"(smem_addr), "r"(r0), "r"(r1)
-               : "memory");
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
 // A math thread is done with a stage: it arrives on the empty barrier of every CTA whose producer
 // writes into this stage. Every thread arrives for itself so that its own reads of the stage (its
 // A scales) are ordered before the refill by its own release; one arrival per warp after
@@ -221,7 +164,7 @@ __device__ __forceinline__ void release_stage_impl(cutlass::arch::ClusterTransac
   }
 }
 
-template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
+template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast, GemmEpilogue kEpi = GemmEpilogue::Bf16>
 struct GemmConfig {
   static constexpr uint32_t kStages = gemm_num_stages(BM, BN);
   static constexpr uint32_t kMathThreads = BM * 2;  // one warpgroup per 64 rows
@@ -234,21 +177,27 @@ struct GemmConfig {
   // promotion each), so the float32 partial stays at 64 registers next to the 128 accumulators.
   static constexpr uint32_t kWaveN = BN > 128 ? 128 : BN;
   static constexpr uint32_t kNWaves = BN / kWaveN;
+  static constexpr bool kGather = cuda::epilogue_gathers_a(kEpi);
+  // Wide (64-row) tiles put one N-wave on each math warpgroup.
+  static constexpr bool kCanWiden = kKind == GemmKind::Routed && BM == 128 && kNWaves == 2;
   static_assert(BM == 64 || BM == 128, "BLOCK_M must be 64 or 128");
   static_assert(BN == 32 || BN == 64 || BN == 128 || BN == 256, "BLOCK_N must be 32, 64, 128 or 256");
   static_assert(kStages >= 3, "too few pipeline stages");
   static_assert(kMulticast == 1 || kMulticast == 2, "multicast over 1 or 2 CTAs");
+  static_assert(kEpi == GemmEpilogue::Bf16 || (kKind == GemmKind::Routed && BM == 128 && kMulticast == 1),
+                "the routed epilogues run 128-row tiles without multicast");
+  static_assert(kEpi != GemmEpilogue::SwigluFp8 || BN == 256, "SwiGLU + FP8 needs one 128-column group per tile");
 };
 
 // ---------------------------------------------------------------------------------------------
 // The kernel
 // ---------------------------------------------------------------------------------------------
-template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast>
-__global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThreads, 1)
+template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast, GemmEpilogue kEpi>
+__global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::kThreads, 1)
     gemm_kernel(const __grid_constant__ CUtensorMap tmap_a, const __grid_constant__ CUtensorMap tmap_b,
                 const __grid_constant__ CUtensorMap tmap_d, const __grid_constant__ KernelParams p) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Cfg = GemmConfig<kKind, BM, BN, kMulticast>;
+  using Cfg = GemmConfig<kKind, BM, BN, kMulticast, kEpi>;
   using Barrier = cutlass::arch::ClusterTransactionBarrier;
   constexpr uint32_t kStages = Cfg::kStages;
   constexpr uint32_t kMathThreads = Cfg::kMathThreads;
@@ -261,6 +210,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
   constexpr uint32_t kChunksPerAtomRow = kSwizzleD / 16;
   constexpr uint32_t kWaveN = Cfg::kWaveN;
   constexpr uint32_t kNWaves = Cfg::kNWaves;
+  constexpr bool kGather = Cfg::kGather;
   constexpr uint32_t kEpilogueBarrier = 1;
   constexpr uint32_t kScaleBarrier = 2;
 
@@ -275,18 +225,22 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
   float* smem_sfb = smem_sfa + kStages * BM;
   Barrier* full = reinterpret_cast<Barrier*>(smem_sfb + kGemmMaxKBlocks);
   Barrier* empty = full + kStages;
+  // The producer's table of the current tile's A rows (gathering epilogues).
+  int32_t* smem_rows = reinterpret_cast<int32_t*>(empty + kStages);
 
   const uint32_t warp = threadIdx.x / 32;
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t num_kb = p.k / kGemmBlockK;
 
   if (threadIdx.x == kMathThreads) {
-    cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_a));
+    if constexpr (!kGather) cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_a));
     cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_b));
-    cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_d));
+    if constexpr (kEpi == GemmEpilogue::Bf16) {
+      cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_d));
+    }
 #pragma unroll
     for (uint32_t s = 0; s < kStages; ++s) {
-      full[s].init(33);  // lane 0 (with the TMA bytes) + 32 asynchronous A-scale arrivals
+      full[s].init(33);  // lane 0 (with the TMA bytes) + 32 asynchronous A-scale (and A-row) arrivals
       empty[s].init(kMathThreads * kMulticast);  // every math thread of every CTA reading this stage
     }
     cutlass::arch::fence_barrier_init();
@@ -315,6 +269,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
     if (warp == kMathWarps) {
       const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_sfa));
+      const uint32_t a_smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a));
       const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(full));
       while (scheduler.next(work)) {
         int32_t group = work.group;
@@ -324,12 +279,24 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
                                      group, unused);
         }
         if (group < 0) continue;  // zero tile: nothing to load
+        if constexpr (kGather) {
+          // The token behind each row of the tile (-1 past the segment: those rows load zeros).
+          __syncwarp();
+          for (uint32_t i = lane; i < BM; i += 32) {
+            const uint32_t row = work.row_begin + i;
+            smem_rows[i] = row < work.row_end ? static_cast<int32_t>(static_cast<uint32_t>(__ldg(p.row_slot + row)) / p.top_k)
+                                              : -1;
+          }
+          __syncwarp();
+        }
         const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.n + work.n_block * BN);
         for (uint32_t kb = 0; kb < num_kb; ++kb) {
           empty[stage].wait(phase ^ 1u);
           if (lane == 0) {
             uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
-            if constexpr (kMulticast > 1) {
+            if constexpr (kGather) {
+              // A comes by cp.async below.
+            } else if constexpr (kMulticast > 1) {
               // This CTA's half of the A tile, into the same stage of both CTAs of the cluster
               // (the pair shares the m-block; each posts A + B bytes on its own full barrier).
               const uint32_t rank = cute::block_rank_in_cluster();
@@ -344,17 +311,35 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
             cute::SM90_TMA_LOAD_2D::copy(&tmap_b, bar, hint, smem_b + stage * kBytesB, static_cast<int32_t>(kb * kGemmBlockK),
                                          b_row);
           }
-          // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
-          // never waits on their latency (a plain load here serializes every stage on it).
           const uint32_t sfa_dst = sfa_base + stage * BM * 4;
+          if constexpr (kGather) {
+            // Rows by token: lane covers 16-byte chunk lane % 8 of rows lane / 8 + 4j, so each warp
+            // instruction reads 4 whole 128-byte rows and writes them conflict-free.
+            const uint32_t chunk = lane % 8;
+            const uint32_t a_dst = a_smem_base + stage * kBytesA;
+#pragma unroll 8
+            for (uint32_t r = lane / 8; r < work.block_rows; r += 4) {
+              const int32_t token = smem_rows[r];
+              const uint8_t* src = p.a + static_cast<uint64_t>(token < 0 ? 0 : token) * p.k + kb * kGemmBlockK + chunk * 16;
+              cp_async_16(a_dst + swizzle128_offset(r, chunk), src, token < 0 ? 0u : 16u);
+            }
+            for (uint32_t i = lane; i < BM; i += 32) {
+              const int32_t token = smem_rows[i];
+              cp_async_4(sfa_dst + i * 4, token < 0 ? p.sfa : p.sfa + static_cast<uint64_t>(token) * num_kb + kb,
+                         token < 0 ? 0u : 4u);
+            }
+          } else {
+            // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
+            // never waits on their latency (a plain load here serializes every stage on it).
 #pragma unroll
-          for (uint32_t i = lane; i < BM; i += 32) {
-            const uint32_t row = work.row_begin + i;
-            const bool in = row < p.rows;
-            cp_async_4(sfa_dst + i * 4, in ? p.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.sfa, in ? 4u : 0u);
+            for (uint32_t i = lane; i < BM; i += 32) {
+              const uint32_t row = work.row_begin + i;
+              const bool in = row < p.rows;
+              cp_async_4(sfa_dst + i * 4, in ? p.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.sfa, in ? 4u : 0u);
+            }
           }
           cp_async_arrive_noinc(full_base + stage * 8);
-          if (lane == 0) full[stage].arrive_and_expect_tx(kBytesA + kBytesB);
+          if (lane == 0) full[stage].arrive_and_expect_tx(kGather ? kBytesB : kBytesA + kBytesB);
           advance();
         }
       }
@@ -363,14 +348,19 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
     // ----------------------------------- math ---------------------------------------------------
     cutlass::arch::warpgroup_reg_alloc<BM == 128 ? 232 : 240>();
     const uint32_t wg = threadIdx.x / 128;
-    const uint32_t r0 = warp * 16 + lane / 4;  // tile rows of this thread's accumulators
-    const uint32_t r1 = r0 + 8;
-    const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a)) + wg * 64 * kGemmBlockK;
     const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b));
     const uint32_t d_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_d));
 
     while (scheduler.next(work)) {
       int32_t group = work.group;
+      // Wide tile (expert specialization): both warpgroups take the tile's 64 rows, one N-wave each.
+      const bool wide = Cfg::kCanWiden && work.block_rows < BM;
+      const uint32_t row_base = wide ? 0 : wg * 64;
+      const uint32_t r0 = row_base + (warp % 4) * 16 + lane / 4;  // tile rows of this thread's accumulators
+      const uint32_t r1 = r0 + 8;
+      const uint32_t first_wave = wide ? wg : 0;
+      const uint32_t last_wave = wide ? wg : kNWaves - 1;
+      const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a)) + row_base * kGemmBlockK;
       bool wg_active;
       if constexpr (kKind == GemmKind::Contiguous) {
         int32_t wg_group;
@@ -378,7 +368,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
                                    group, wg_group);
         wg_active = wg_group >= 0;
       } else {
-        wg_active = work.row_begin + wg * 64 < work.row_end;
+        wg_active = work.row_begin + row_base < work.row_end;
       }
 
       float accum[BN / 2];
@@ -386,11 +376,17 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
       for (uint32_t i = 0; i < BN / 2; ++i) accum[i] = 0.0f;
 
       if (group >= 0) {
-        // B scales of this tile's 128-row block(s) of N (kNWaves consecutive rows of the
-        // [N/128, K/128] scale matrix), one per K block.
-        const float* sfb_row =
-            p.sfb + (static_cast<uint64_t>(group) * (p.n / 128) + (work.n_block * BN) / 128) * num_kb;
-        for (uint32_t i = threadIdx.x; i < kNWaves * num_kb; i += kMathThreads) smem_sfb[i] = __ldg(sfb_row + i);
+        // B scales of this tile's 128-row block(s) of N, one per K block: kNWaves consecutive rows
+        // of the [N/128, K/128] scale matrix; for SwiGLU the gate and the up row of the canonical
+        // (non-interleaved) scales: the tile's interleaved columns are gate and up rows
+        // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
+        const float* sfb_group = p.sfb + static_cast<uint64_t>(group) * (p.n / 128) * num_kb;
+        for (uint32_t i = threadIdx.x; i < kNWaves * num_kb; i += kMathThreads) {
+          const uint32_t w = i / num_kb;
+          uint32_t scale_row = (work.n_block * BN) / 128 + w;
+          if constexpr (kEpi == GemmEpilogue::SwigluFp8) scale_row = work.n_block + w * (p.act_cols / 128);
+          smem_sfb[i] = __ldg(sfb_group + static_cast<uint64_t>(scale_row) * num_kb + (i - w * num_kb));
+        }
         cutlass::arch::NamedBarrier::sync(kMathThreads, kScaleBarrier);
 
         for (uint32_t kb = 0; kb < num_kb; ++kb) {
@@ -398,11 +394,13 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
 #pragma unroll
           for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem_sfb[w * num_kb + kb];
           full[stage].wait(phase);
+          if constexpr (kGather) fence_view_async_shared();  // A rows were written by cp.async
           if (wg_active) {
             const float sa0 = smem_sfa[stage * BM + r0];
             const float sa1 = smem_sfa[stage * BM + r1];
 #pragma unroll
             for (uint32_t w = 0; w < kNWaves; ++w) {
+              if (w < first_wave || w > last_wave) continue;
               float partial[kWaveN / 2];
 #pragma unroll
               for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
@@ -416,13 +414,15 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
 #pragma unroll
               for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
               wgmma_wait_all();
-              if (w + 1 == kNWaves) release_stage(empty[stage]);
-              // Promotion: acc = fma(sa * sb, partial, acc), the scale product rounded first.
-              const float s0 = sa0 * sb[w];
-              const float s1 = sa1 * sb[w];
+              if (w == last_wave) release_stage(empty[stage]);
+              // Promotion: acc = fma(sa * sb, partial, acc), the scale product rounded first. For
+              // SwiGLU, 8-column chunk i is gate (even i, scale row 0) or up (odd i, scale row 1).
               float* acc = accum + w * (kWaveN / 2);
 #pragma unroll
               for (uint32_t i = 0; i < kWaveN / 8; ++i) {
+                const float b = kEpi == GemmEpilogue::SwigluFp8 ? sb[i % 2] : sb[w];
+                const float s0 = sa0 * b;
+                const float s1 = sa1 * b;
                 acc[4 * i + 0] = __fmaf_rn(s0, partial[4 * i + 0], acc[4 * i + 0]);
                 acc[4 * i + 1] = __fmaf_rn(s0, partial[4 * i + 1], acc[4 * i + 1]);
                 acc[4 * i + 2] = __fmaf_rn(s1, partial[4 * i + 2], acc[4 * i + 2]);
@@ -437,6 +437,18 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
       }
 
       // ------------------------------- epilogue ---------------------------------------------------
+      if constexpr (kEpi != GemmEpilogue::Bf16) {
+        const Fragment frag{r0, lane % 4, first_wave, last_wave};
+        if constexpr (kEpi == GemmEpilogue::RoutedBf16) {
+          epilogue_routed_bf16<BN, kWaveN>(p, work, frag, accum);
+        } else if constexpr (kEpi == GemmEpilogue::SwigluFp8) {
+          epilogue_swiglu_fp8(p, work, frag, accum);
+        } else {
+          epilogue_store_z<BN, kWaveN>(p, work, frag, accum);
+          combine_tile_tokens<BM, BN, kMathThreads>(p, work, reinterpret_cast<int32_t*>(smem_d), kEpilogueBarrier);
+        }
+        continue;
+      }
       // Rows that must read as zero: contiguous rows of another (or no) expert.
       if constexpr (kKind == GemmKind::Contiguous) {
         const int32_t* m_indices = static_cast<const int32_t*>(p.layout);
@@ -497,7 +509,9 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast>::kThread
         }
       }
     }
-    if (threadIdx.x < kAtoms) cute::tma_store_wait<0>();
+    if constexpr (kEpi == GemmEpilogue::Bf16) {
+      if (threadIdx.x < kAtoms) cute::tma_store_wait<0>();
+    }
   }
   // No CTA of a cluster may exit while its peer can still multicast into it or arrive on its
   // barriers; every thread of both CTAs reaches this point.

@@ -8,6 +8,7 @@
 
 #include "core/backend.h"
 #include "core/gemm_heuristics.h"
+#include "cuda/gemm_params.h"
 
 namespace megamoe::cuda {
 
@@ -37,6 +38,29 @@ struct GemmArgs {
   uint32_t k = 0;
   uint32_t groups = 1;
   int64_t expected_m = 0;       // masked: typical rows per group (0 = unknown)
+
+  // Routed layouts (kind Routed): rows = the most slots a batch can hold (T * top_k), layout = the
+  // routing offsets [groups + 2] and row_slot = the grouped order, both from the routing kernel.
+  GemmEpilogue epilogue = GemmEpilogue::Bf16;
+  const int32_t* row_slot = nullptr;
+  uint32_t top_k = 1;
+  bool expert_specialization = false;
+  bool dropped_segment = false;
+  const float* slot_weights = nullptr;
+  // SwigluFp8
+  uint8_t* act = nullptr;
+  float* act_scales = nullptr;
+  uint32_t act_cols = 0;
+  float weight_scale = 1.0f;
+  float alpha = 1.0f;
+  float beta = 0.0f;
+  float clamp = 0.0f;
+  // CombineF32
+  float* z = nullptr;
+  int32_t* counters = nullptr;
+  const void* topk_idx = nullptr;
+  bool topk_int64 = false;
+  void* y = nullptr;
 };
 
 struct DeviceLimits {
@@ -45,6 +69,7 @@ struct DeviceLimits {
 };
 
 // The tile configuration the heuristics pick for `args` (exposed for tests and benchmarks).
+// Routed layouts run 128-row tiles without multicast, BLOCK_N 256 or 128.
 GemmTile choose_tile(const GemmArgs& args, const DeviceLimits& limits);
 void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream);
 

@@ -13,6 +13,7 @@
 #include "core/layouts.h"
 #include "cuda/cuda_utils.h"
 #include "cuda/kernels.h"
+#include "cuda/quant_device.cuh"
 
 namespace megamoe::cuda {
 namespace {
@@ -27,35 +28,6 @@ __device__ __forceinline__ float load_elem(const __nv_bfloat16* p, uint64_t i) {
 }
 __device__ __forceinline__ float load_elem(const float* p, uint64_t i) { return p[i]; }
 
-// W consecutive elements (16 bytes) as floats.
-template <typename T>
-struct Vec;
-template <>
-struct Vec<__nv_bfloat16> {
-  static constexpr int W = 8;
-  __device__ __forceinline__ static void load(const __nv_bfloat16* p, float* v) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      v[2 * i] = __uint_as_float(w[i] << 16);
-      v[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
-    }
-  }
-};
-template <>
-struct Vec<float> {
-  static constexpr int W = 4;
-  __device__ __forceinline__ static void load(const float* p, float* v) {
-    const float4 raw = __ldg(reinterpret_cast<const float4*>(p));
-    v[0] = raw.x, v[1] = raw.y, v[2] = raw.z, v[3] = raw.w;
-  }
-};
-
-// Two floats -> two FP8 codes (low byte = a), saturating, round to nearest even.
-__device__ __forceinline__ uint32_t fp8x2(float a, float b) {
-  return static_cast<uint32_t>(__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3));
-}
 __device__ __forceinline__ uint8_t fp8x1(float a) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(a, __NV_SATFINITE, __NV_E4M3));
 }
@@ -68,11 +40,6 @@ __device__ __forceinline__ void fp8x4_to_float(uint32_t w, float* v) {
   v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
 }
 
-__device__ __forceinline__ float scale_of(float amax, bool ue8m0) {
-  float sf = fmaxf(amax, 1e-4f) / 448.0f;
-  if (ue8m0) sf = round_up_to_power_of_two(sf);
-  return sf;
-}
 
 __device__ __forceinline__ void store_out(__nv_bfloat16* p, uint64_t i, float v) {
   reinterpret_cast<uint16_t*>(p)[i] = float_to_bf16(v);
@@ -87,36 +54,11 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) quantize_act_vec_kernel(const T* __restrict__ x, uint8_t* __restrict__ q,
                                                                     float* __restrict__ scales, uint32_t rows,
                                                                     uint32_t k, uint32_t groups, bool ue8m0) {
-  constexpr int W = Vec<T>::W;
   const uint64_t t = static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x;
   const uint64_t per_row = static_cast<uint64_t>(groups) * 8;
   const uint64_t row = t / per_row;
   const uint32_t chunk = static_cast<uint32_t>(t - row * per_row);
-  const bool valid = row < rows && chunk * 16u < k;
-  float v[16];
-  if (valid) {
-    const T* src = x + row * k + chunk * 16u;
-#pragma unroll
-    for (int i = 0; i < 16 / W; ++i) Vec<T>::load(src + i * W, v + i * W);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 16; ++i) v[i] = 0.0f;
-  }
-  float amax = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 16; ++i) amax = fmaxf(amax, fabsf(v[i]));
-#pragma unroll
-  for (int o = 4; o >= 1; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
-  const float sf = scale_of(amax, ue8m0);
-  const float inv = 1.0f / sf;
-  if (!valid) return;
-  uint32_t w[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    w[i] = fp8x2(v[4 * i] * inv, v[4 * i + 1] * inv) | (fp8x2(v[4 * i + 2] * inv, v[4 * i + 3] * inv) << 16);
-  }
-  *reinterpret_cast<uint4*>(q + row * k + chunk * 16u) = make_uint4(w[0], w[1], w[2], w[3]);
-  if ((chunk & 7u) == 0) scales[row * groups + chunk / 8u] = sf;
+  quantize_act_chunk16(x, q, scales, row, chunk, row < rows && chunk * 16u < k, k, groups, ue8m0);
 }
 
 // Any K: one warp per group, scalar accesses.

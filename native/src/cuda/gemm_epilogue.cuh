@@ -1,0 +1,200 @@
+// Epilogues of the routed and fused GEMMs (cuda/gemm_params.h GemmEpilogue), straight from the
+// math warpgroups' float32 accumulators to global memory.
+//
+// Accumulator fragment of one thread (wgmma m64nWk32, W = kWaveN columns per N-wave): for wave w
+// and 8-column chunk i, acc[w * W/2 + 4i + {0, 1}] are row r0, columns w*W + 8i + 2q + {0, 1}, and
+// acc[... + {2, 3}] the same columns of row r1 = r0 + 8, with q = lane % 4. The four lanes of a quad
+// hold the 8 columns of a chunk.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cutlass/arch/barrier.h>
+
+#include <cstdint>
+
+#include "core/gemm_schedule.h"
+#include "core/routing.h"
+#include "cuda/gemm_params.h"
+#include "cuda/sm90_ptx.cuh"
+
+namespace megamoe::cuda::sm90 {
+
+// Which rows and N-waves a math thread's accumulators hold for the current tile.
+struct Fragment {
+  uint32_t r0;          // tile-local row of acc[.. + {0, 1}]; r0 + 8 holds acc[.. + {2, 3}]
+  uint32_t q;           // lane % 4
+  uint32_t first_wave;  // waves [first_wave, last_wave] hold results
+  uint32_t last_wave;
+};
+
+// RoutedBf16: d[slot] = bf16(w[slot] * acc); rows of the dropped segment (group -1) are +0.0.
+template <uint32_t BN, uint32_t kWaveN>
+__device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
+                                                     const float* acc) {
+#pragma unroll
+  for (uint32_t h = 0; h < 2; ++h) {
+    const uint32_t row = work.row_begin + f.r0 + 8 * h;
+    if (row >= work.row_end) continue;
+    const int32_t slot = __ldg(p.row_slot + row);
+    float w = 1.0f;
+    if (work.group >= 0 && p.slot_weights != nullptr) w = __ldg(p.slot_weights + slot);
+    __nv_bfloat16* dst = p.d + static_cast<uint64_t>(slot) * p.n + work.n_block * BN;
+#pragma unroll
+    for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
+      if (wave < f.first_wave || wave > f.last_wave) continue;
+#pragma unroll
+      for (uint32_t i = 0; i < kWaveN / 8; ++i) {
+        const float* v = acc + wave * (kWaveN / 2) + 4 * i + 2 * h;
+        float v0 = v[0], v1 = v[1];
+        if (work.group < 0) {
+          v0 = 0.0f, v1 = 0.0f;
+        } else if (p.slot_weights != nullptr) {
+          v0 *= w, v1 *= w;
+        }
+        *reinterpret_cast<uint32_t*>(dst + wave * kWaveN + 8 * i + 2 * f.q) = pack_bf16x2(v0, v1);
+      }
+    }
+  }
+}
+
+// docs/NUMERICS.md section 4 step 3, in float32.
+__device__ __forceinline__ float gated_activation(float g, float u, const KernelParams& p, float weight) {
+  if (p.clamp > 0.0f) {
+    g = fminf(g, p.clamp);
+    u = fminf(fmaxf(u, -p.clamp), p.clamp);
+  }
+  const float s = 1.0f / (1.0f + expf(-(p.alpha * g)));
+  const float a = (g * s) * (u + p.beta);
+  return a * weight;
+}
+
+// SwigluFp8 (BLOCK_N = 256, two waves of 128 interleaved columns, both in this thread): the tile's
+// 256 interleaved columns are gate/up of the 128 intermediate columns [128 n_block, 128 n_block + 128),
+// one quantization group. Chunk i of a wave is gate (i even) or up (i odd) of the same 8
+// intermediates: intermediate = 64 wave + 8 (i / 2) + 2q + {0, 1}.
+__device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const TileWork& work, const Fragment& f,
+                                                    const float* acc) {
+  constexpr uint32_t kWaveN = 128;
+#pragma unroll
+  for (uint32_t h = 0; h < 2; ++h) {
+    const uint32_t row = work.row_begin + f.r0 + 8 * h;
+    const bool valid = row < work.row_end;
+    float weight = 0.0f;
+    if (valid) weight = __ldg(p.slot_weights + __ldg(p.row_slot + row)) * p.weight_scale;
+    float a[32];
+    float amax = 0.0f;
+#pragma unroll
+    for (uint32_t wave = 0; wave < 2; ++wave) {
+#pragma unroll
+      for (uint32_t m = 0; m < 8; ++m) {
+        const float* gate = acc + wave * (kWaveN / 2) + 4 * (2 * m) + 2 * h;
+        const float* up = acc + wave * (kWaveN / 2) + 4 * (2 * m + 1) + 2 * h;
+#pragma unroll
+        for (uint32_t b = 0; b < 2; ++b) {
+          const float v = gated_activation(gate[b], up[b], p, weight);
+          a[wave * 16 + m * 2 + b] = v;
+          amax = fmaxf(amax, fabsf(v));
+        }
+      }
+    }
+    // The quad holds the row's 128 intermediates.
+    amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 2));
+    if (!valid) continue;
+    const float sf = fmaxf(amax, 1e-4f) / 448.0f;
+    const float inv = 1.0f / sf;
+    uint8_t* dst = p.act + static_cast<uint64_t>(row) * p.act_cols + work.n_block * 128;
+#pragma unroll
+    for (uint32_t wave = 0; wave < 2; ++wave) {
+#pragma unroll
+      for (uint32_t m = 0; m < 8; ++m) {
+        const float* v = a + wave * 16 + m * 2;
+        *reinterpret_cast<uint16_t*>(dst + wave * 64 + m * 8 + 2 * f.q) = pack_fp8x2(v[0] * inv, v[1] * inv);
+      }
+    }
+    if (f.q == 0) p.act_scales[static_cast<uint64_t>(row) * (p.act_cols / 128) + work.n_block] = sf;
+  }
+}
+
+__device__ __forceinline__ int64_t topk_index_at(const KernelParams& p, uint64_t i) {
+  return p.topk_int64 ? __ldg(static_cast<const int64_t*>(p.topk_idx) + i)
+                      : static_cast<int64_t>(__ldg(static_cast<const int32_t*>(p.topk_idx) + i));
+}
+
+// CombineF32, part 1: the tile's float32 rows into z[slot]. Part 2 (combine_tile_tokens) runs after
+// a barrier of all math threads.
+template <uint32_t BN, uint32_t kWaveN>
+__device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const TileWork& work, const Fragment& f,
+                                                 const float* acc) {
+#pragma unroll
+  for (uint32_t h = 0; h < 2; ++h) {
+    const uint32_t row = work.row_begin + f.r0 + 8 * h;
+    if (row >= work.row_end) continue;
+    float* dst = p.z + static_cast<uint64_t>(__ldg(p.row_slot + row)) * p.n + work.n_block * BN;
+#pragma unroll
+    for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
+      if (wave < f.first_wave || wave > f.last_wave) continue;
+#pragma unroll
+      for (uint32_t i = 0; i < kWaveN / 8; ++i) {
+        const float* v = acc + wave * (kWaveN / 2) + 4 * i + 2 * h;
+        *reinterpret_cast<float2*>(dst + wave * kWaveN + 8 * i + 2 * f.q) = make_float2(v[0], v[1]);
+      }
+    }
+  }
+  // Release: these rows are visible device-wide before this tile counts itself done.
+  __threadfence();
+}
+
+// CombineF32, part 2, by all kMathThreads math threads after a barrier: each tile row counts its
+// (token, n-block) done; the tile that completes a token's last slot sums the token's slots of this
+// n-block in slot order (docs/NUMERICS.md section 4 step 6) and writes y. Every token's sum runs
+// in one fixed order whoever completes it, so y is bitwise reproducible. `list` holds BLOCK_M + 1
+// ints of shared memory; `barrier` is a named barrier id of the math threads.
+template <uint32_t BM, uint32_t BN, uint32_t kMathThreads>
+__device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const TileWork& work, int32_t* list,
+                                                    uint32_t barrier) {
+  const uint32_t tid = threadIdx.x;
+  const uint32_t n_blocks = p.n / BN;
+  if (tid == 0) list[BM] = 0;
+  cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
+  if (tid < BM) {
+    const uint32_t row = work.row_begin + tid;
+    if (row < work.row_end) {
+      const uint32_t slot = static_cast<uint32_t>(__ldg(p.row_slot + row));
+      const uint32_t t = slot / p.top_k;
+      int32_t slots_of_token = 0;
+      for (uint32_t j = 0; j < p.top_k; ++j) {
+        slots_of_token += routing_bucket(topk_index_at(p, uint64_t{t} * p.top_k + j), static_cast<int32_t>(p.groups)) <
+                          static_cast<int32_t>(p.groups);
+      }
+      __threadfence();
+      const int32_t done = atomicAdd(p.counters + static_cast<uint64_t>(t) * n_blocks + work.n_block, 1) + 1;
+      if (done == slots_of_token) {
+        __threadfence();  // acquire the other tiles' rows of this token
+        list[atomicAdd(list + BM, 1)] = static_cast<int32_t>(t);
+      }
+    }
+  }
+  cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
+  const int32_t count = list[BM];
+  for (int32_t i = 0; i < count; ++i) {
+    const uint32_t t = static_cast<uint32_t>(list[i]);
+    for (uint32_t c = tid; c < BN; c += kMathThreads) {
+      float sum = 0.0f;
+      for (uint32_t j = 0; j < p.top_k; ++j) {
+        const uint64_t slot = uint64_t{t} * p.top_k + j;
+        if (routing_bucket(topk_index_at(p, slot), static_cast<int32_t>(p.groups)) == static_cast<int32_t>(p.groups)) {
+          continue;
+        }
+        sum += __ldcg(p.z + slot * p.n + work.n_block * BN + c);
+      }
+      p.y[static_cast<uint64_t>(t) * p.n + work.n_block * BN + c] = __float2bfloat16_rn(sum);
+    }
+  }
+  // The list is rewritten by the next tile.
+  cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
+}
+
+}  // namespace megamoe::cuda::sm90

@@ -1,0 +1,253 @@
+// The fused MoE layer on the CUDA backend (docs/NUMERICS.md section 4) in three launches:
+//   1. moe_prepare_kernel: quantize x, clear the combine counters, zero the outputs of fully
+//      dropped tokens, and (last block) the routing metadata;
+//   2. up-projection, routed layout, A rows gathered by token, SwiGLU + top-k weight + FP8
+//      re-quantization in the epilogue (activations stay in grouped order);
+//   3. down-projection over the grouped activations, float32 rows per slot, and the fixed-order
+//      combine into y by the tile that completes each (token, n-block).
+// Every launch reads the token count on the device and all scratch is allocated here, so a
+// forward can be captured in a CUDA graph and replayed with other routings and counts.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "cuda/cuda_layers.h"
+#include "cuda/cuda_utils.h"
+#include "cuda/kernels.h"
+#include "cuda/moe_kernels.h"
+
+namespace megamoe::cuda {
+namespace {
+
+Tensor matrix_view(void* data, megamoe_dtype_t dtype, int64_t rows, int64_t cols) {
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = 2;
+  t.shape[0] = rows;
+  t.shape[1] = cols;
+  return t;
+}
+
+// Weight preparation, one expert at a time so that the staging stays one matrix: w13 FP8 in the
+// gate/up-interleaved row order with its canonical 128x128 scales (the up-projection's epilogue
+// maps them), w2 FP8 with its scales.
+class WeightPreparer {
+ public:
+  WeightPreparer(const DeviceLimits& limits, const MoeLayerSpec& spec, cudaStream_t stream)
+      : limits_(limits), spec_(spec), stream_(stream) {}
+
+  void prepare(const MoeWeights& w, DeviceArray& w13, DeviceArray& s13, DeviceArray& w2, DeviceArray& s2) {
+    const int64_t e_count = spec_.num_experts, h = spec_.hidden, i = spec_.intermediate;
+    const int64_t total = 2 * e_count;
+    report(0, total);
+    const bool fp8 = w.w13.dtype == MEGAMOE_DTYPE_FP8_E4M3;
+    if (!fp8) staging_fp8_ = DeviceArray(limits_.device, 2 * i * h);
+    if (!fp8 && spec_.w13_interleaved) staging_src_ = DeviceArray(limits_.device, 2 * i * h * dtype_size(w.w13.dtype));
+    for (int64_t e = 0; e < e_count; ++e) {
+      prepare_w13(w, e, w13.get<uint8_t>() + e * 2 * i * h, s13.get<float>() + e * (2 * i / 128) * (h / 128));
+      report(2 * e + 1, total);
+      prepare_plain(w.w2, w.w2_scales, e, h, i, w2.get<uint8_t>() + e * h * i, s2.get<float>() + e * (h / 128) * (i / 128));
+      report(2 * e + 2, total);
+    }
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (MoE weight preparation)");
+  }
+
+ private:
+  void report(int64_t done, int64_t total) {
+    if (spec_.progress == nullptr) return;
+    // The callback runs on the host while the device works ahead on earlier experts.
+    if (spec_.progress(spec_.progress_user_data, done, total) != 0) {
+      (void)cudaStreamSynchronize(stream_);
+      fail(MEGAMOE_ERROR_CANCELLED, "the progress callback cancelled weight preparation at step ", done, " of ", total,
+           "; nothing was created");
+    }
+  }
+
+  void copy(void* dst, const void* src, int64_t bytes) {
+    check(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice, stream_),
+          "cudaMemcpyAsync (MoE weights)");
+  }
+
+  // Expert e of w [E, rows, cols] (FP8 + scales, or BF16/FP32) into FP8 q and scales, row order kept.
+  void prepare_plain(const Tensor& w, const std::optional<Tensor>& scales, int64_t e, int64_t rows, int64_t cols,
+                     uint8_t* q, float* s) {
+    const int64_t blocks = (rows / 128) * (cols / 128);
+    const auto* src = static_cast<const uint8_t*>(w.data) + e * rows * cols * dtype_size(w.dtype);
+    if (w.dtype == MEGAMOE_DTYPE_FP8_E4M3) {
+      copy(q, src, rows * cols);
+      copy(s, scales->as<const float>() + e * blocks, blocks * 4);
+      return;
+    }
+    quantize_weights(matrix_view(const_cast<uint8_t*>(src), w.dtype, rows, cols),
+                     ScaledTensor{matrix_view(q, MEGAMOE_DTYPE_FP8_E4M3, rows, cols),
+                                  matrix_view(s, MEGAMOE_DTYPE_FP32, rows / 128, cols / 128)},
+                     false, stream_);
+  }
+
+  void prepare_w13(const MoeWeights& w, int64_t e, uint8_t* q, float* s) {
+    const int64_t h = spec_.hidden, i = spec_.intermediate;
+    const Tensor& src = w.w13;
+    const int64_t src_bytes = 2 * i * h * dtype_size(src.dtype);
+    const auto* expert = static_cast<const uint8_t*>(src.data) + e * src_bytes;
+    if (src.dtype == MEGAMOE_DTYPE_FP8_E4M3 && spec_.w13_interleaved) {
+      copy(q, expert, src_bytes);
+      const int64_t blocks = (2 * i / 128) * (h / 128);
+      copy(s, w.w13_scales->as<const float>() + e * blocks, blocks * 4);
+      return;
+    }
+    // Canonical FP8 into the staging matrix (BF16/FP32 interleaved rows are put back in canonical
+    // order first: the block scales are those of the canonical matrix), then interleaved into q.
+    const uint8_t* canonical = expert;
+    if (src.dtype != MEGAMOE_DTYPE_FP8_E4M3 && spec_.w13_interleaved) {
+      interleave_gate_up(matrix_view(const_cast<uint8_t*>(expert), src.dtype, 2 * i, h),
+                         matrix_view(staging_src_.get(), src.dtype, 2 * i, h), true, stream_);
+      canonical = staging_src_.get<uint8_t>();
+    }
+    if (src.dtype == MEGAMOE_DTYPE_FP8_E4M3) {
+      const int64_t blocks = (2 * i / 128) * (h / 128);
+      copy(s, w.w13_scales->as<const float>() + e * blocks, blocks * 4);
+      interleave_gate_up(matrix_view(const_cast<uint8_t*>(expert), MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h),
+                         matrix_view(q, MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h), false, stream_);
+      return;
+    }
+    quantize_weights(matrix_view(const_cast<uint8_t*>(canonical), src.dtype, 2 * i, h),
+                     ScaledTensor{matrix_view(staging_fp8_.get(), MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h),
+                                  matrix_view(s, MEGAMOE_DTYPE_FP32, 2 * i / 128, h / 128)},
+                     false, stream_);
+    interleave_gate_up(matrix_view(staging_fp8_.get(), MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h),
+                       matrix_view(q, MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h), false, stream_);
+  }
+
+  DeviceLimits limits_;
+  const MoeLayerSpec& spec_;
+  cudaStream_t stream_;
+  DeviceArray staging_fp8_;
+  DeviceArray staging_src_;
+};
+
+class CudaMoeLayer final : public MoeLayer {
+ public:
+  CudaMoeLayer(const DeviceLimits& limits, const MoeLayerSpec& spec, const MoeWeights& weights, cudaStream_t stream)
+      : limits_(limits), spec_(spec) {
+    const int dev = limits.device;
+    const int64_t e = spec.num_experts, h = spec.hidden, i = spec.intermediate, k = spec.top_k, t = spec.max_tokens;
+    const int64_t slots = t * k;
+    w13_ = DeviceArray(dev, e * 2 * i * h);
+    s13_ = DeviceArray(dev, e * (2 * i / 128) * (h / 128) * 4);
+    w2_ = DeviceArray(dev, e * h * i);
+    s2_ = DeviceArray(dev, e * (h / 128) * (i / 128) * 4);
+    WeightPreparer(limits, spec, stream).prepare(weights, w13_, s13_, w2_, s2_);
+    // docs/API.md, "Workspace of a MoE layer".
+    qx_ = DeviceArray(dev, t * h);
+    sx_ = DeviceArray(dev, t * (h / 128) * 4);
+    offsets_ = DeviceArray(dev, (e + 2) * 4);
+    order_ = DeviceArray(dev, slots * 4);
+    act_ = DeviceArray(dev, slots * i);
+    act_scales_ = DeviceArray(dev, slots * (i / 128) * 4);
+    z_ = DeviceArray(dev, slots * h * 4);
+    counters_ = DeviceArray(dev, t * (h / 128) * 4);
+    workspace_bytes_ = qx_.bytes() + sx_.bytes() + offsets_.bytes() + order_.bytes() + act_.bytes() +
+                       act_scales_.bytes() + z_.bytes() + counters_.bytes();
+  }
+
+  int64_t workspace_bytes() const override { return workspace_bytes_; }
+
+  void forward(const MoeForwardArgs& args, void* stream) override {
+    const int64_t tokens = args.x.dim(0);
+    if (tokens == 0) return;
+    DeviceGuard guard(limits_.device);
+    const cudaStream_t s = as_stream(stream);
+    const bool quantized = args.x.dtype == MEGAMOE_DTYPE_FP8_E4M3;
+    const uint32_t e = static_cast<uint32_t>(spec_.num_experts), k = static_cast<uint32_t>(spec_.top_k);
+    const uint32_t h = static_cast<uint32_t>(spec_.hidden), i = static_cast<uint32_t>(spec_.intermediate);
+
+    MoePrepareArgs prep;
+    prep.routing.topk_idx = args.topk_idx.data;
+    prep.routing.topk_int64 = args.topk_idx.dtype == MEGAMOE_DTYPE_INT64;
+    prep.routing.tokens = static_cast<uint32_t>(tokens);
+    prep.routing.num_tokens = args.num_tokens ? args.num_tokens->as<const int32_t>() : nullptr;
+    prep.routing.top_k = k;
+    prep.routing.num_experts = e;
+    prep.routing.offsets = offsets_.get<int32_t>();
+    prep.routing.order = order_.get<int32_t>();
+    prep.routing.expert_counts = args.expert_counts ? args.expert_counts->as<int32_t>() : nullptr;
+    prep.x = quantized ? nullptr : args.x.as<const __nv_bfloat16>();
+    prep.qx = qx_.get<uint8_t>();
+    prep.sx = sx_.get<float>();
+    prep.hidden = h;
+    prep.counters = counters_.get<int32_t>();
+    prep.counter_cols = h / 128;
+    prep.y = args.y.as<__nv_bfloat16>();
+    launch_moe_prepare(prep, limits_.device, limits_.num_sms, s);
+
+    GemmArgs up = routed_args(static_cast<uint32_t>(tokens) * k);
+    up.epilogue = GemmEpilogue::SwigluFp8;
+    up.a = quantized ? args.x.data : qx_.get();
+    up.sfa = quantized ? args.x_scales->as<const float>() : sx_.get<float>();
+    up.b = w13_.get();
+    up.sfb = s13_.get<float>();
+    up.n = 2 * i;
+    up.k = h;
+    up.slot_weights = args.topk_weights.as<const float>();
+    up.act = act_.get<uint8_t>();
+    up.act_scales = act_scales_.get<float>();
+    up.act_cols = i;
+    up.weight_scale = spec_.routed_scaling_factor;
+    up.alpha = spec_.activation.alpha;
+    up.beta = spec_.activation.beta;
+    up.clamp = spec_.activation.clamp;
+    gemm(up, limits_, s);
+
+    GemmArgs down = routed_args(static_cast<uint32_t>(tokens) * k);
+    down.epilogue = GemmEpilogue::CombineF32;
+    down.a = act_.get();
+    down.sfa = act_scales_.get<float>();
+    down.b = w2_.get();
+    down.sfb = s2_.get<float>();
+    down.n = h;
+    down.k = i;
+    down.z = z_.get<float>();
+    down.counters = counters_.get<int32_t>();
+    down.topk_idx = args.topk_idx.data;
+    down.topk_int64 = prep.routing.topk_int64;
+    down.y = args.y.data;
+    gemm(down, limits_, s);
+  }
+
+ private:
+  GemmArgs routed_args(uint32_t rows) const {
+    GemmArgs g;
+    g.kind = GemmKind::Routed;
+    g.layout = offsets_.get();
+    g.rows = rows;
+    g.groups = static_cast<uint32_t>(spec_.num_experts);
+    g.row_slot = order_.get<int32_t>();
+    g.top_k = static_cast<uint32_t>(spec_.top_k);
+    return g;
+  }
+
+  DeviceLimits limits_;
+  MoeLayerSpec spec_;
+  DeviceArray w13_, s13_, w2_, s2_;
+  DeviceArray qx_, sx_, offsets_, order_, act_, act_scales_, z_, counters_;
+  int64_t workspace_bytes_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<MoeLayer> make_moe_layer(const DeviceLimits& limits, const MoeLayerSpec& spec, const MoeWeights& weights,
+                                         void* stream) {
+  // The up-projection stages the gate and up scale rows of a tile for every K block of H.
+  if (spec.hidden / 128 * 2 > kGemmMaxKBlocks) {
+    fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA MoE layer supports hidden sizes up to ", kGemmMaxKBlocks / 2 * 128,
+         " (got ", spec.hidden, ")");
+  }
+  DeviceGuard guard(limits.device);
+  return std::make_unique<CudaMoeLayer>(limits, spec, weights, as_stream(stream));
+}
+
+}  // namespace megamoe::cuda
