@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   float* smem_sfb = smem_sfa + kStages * BM;
   Barrier* full = reinterpret_cast<Barrier*>(smem_sfb + kGemmMaxKBlocks);
   Barrier* empty = full + kStages;
-  // The producer's table of the current tile's A rows (gathering epilogues).
+  // The producer warps' tables of the current tile's A rows (gathering epilogues), 32 per warp.
   int32_t* smem_rows = reinterpret_cast<int32_t*>(empty + kStages);
 
   const uint32_t warp = threadIdx.x / 32;
@@ -240,7 +240,9 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     }
 #pragma unroll
     for (uint32_t s = 0; s < kStages; ++s) {
-      full[s].init(33);  // lane 0 (with the TMA bytes) + 32 asynchronous A-scale (and A-row) arrivals
+      // Lane 0 of producer warp 0 (with the TMA bytes) + the asynchronous A-scale (and A-row)
+      // arrivals of every copying producer thread.
+      full[s].init(1 + (kGather ? 128 : 32));
       empty[s].init(kMathThreads * kMulticast);  // every math thread of every CTA reading this stage
     }
     cutlass::arch::fence_barrier_init();
@@ -265,12 +267,17 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
 
   if (threadIdx.x >= kMathThreads) {
     // ----------------------------------- producer -----------------------------------------------
+    // Warp 0 of the producer warpgroup issues the TMA loads; with a gathered A all four warps copy
+    // rows, warp w the tile rows [32w, 32w + 32), so that a stage's row copies are in flight from
+    // 128 threads (one warp alone is latency-bound on them).
     cutlass::arch::warpgroup_reg_dealloc<40>();
-    if (warp == kMathWarps) {
+    const uint32_t producer_warp = warp - kMathWarps;
+    if (kGather || producer_warp == 0) {
       const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_sfa));
       const uint32_t a_smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a));
       const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(full));
+      int32_t* my_rows = smem_rows + producer_warp * 32;
       while (scheduler.next(work)) {
         int32_t group = work.group;
         if constexpr (kKind == GemmKind::Contiguous) {
@@ -279,20 +286,20 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
                                      group, unused);
         }
         if (group < 0) continue;  // zero tile: nothing to load
+        uint32_t my_valid = 0;  // rows of this warp's 32 that belong to the tile's segment
         if constexpr (kGather) {
-          // The token behind each row of the tile (-1 past the segment: those rows load zeros).
+          // The token behind each of this warp's rows (rows past the segment are not loaded: their
+          // stale shared memory only reaches accumulator rows the epilogue never writes).
+          const uint32_t first = work.row_begin + producer_warp * 32;
+          my_valid = first < work.row_end ? min(32u, work.row_end - first) : 0u;
           __syncwarp();
-          for (uint32_t i = lane; i < BM; i += 32) {
-            const uint32_t row = work.row_begin + i;
-            smem_rows[i] = row < work.row_end ? static_cast<int32_t>(static_cast<uint32_t>(__ldg(p.row_slot + row)) / p.top_k)
-                                              : -1;
-          }
+          if (lane < my_valid) my_rows[lane] = static_cast<int32_t>(static_cast<uint32_t>(__ldg(p.row_slot + first + lane)) / p.top_k);
           __syncwarp();
         }
         const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.n + work.n_block * BN);
         for (uint32_t kb = 0; kb < num_kb; ++kb) {
           empty[stage].wait(phase ^ 1u);
-          if (lane == 0) {
+          if (producer_warp == 0 && lane == 0) {
             uint64_t* bar = reinterpret_cast<uint64_t*>(&full[stage]);
             if constexpr (kGather) {
               // A comes by cp.async below.
@@ -313,20 +320,21 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
           }
           const uint32_t sfa_dst = sfa_base + stage * BM * 4;
           if constexpr (kGather) {
-            // Rows by token: lane covers 16-byte chunk lane % 8 of rows lane / 8 + 4j, so each warp
+            // Lane covers 16-byte chunk lane % 8 of rows lane / 8 + 4j of this warp's 32: each warp
             // instruction reads 4 whole 128-byte rows and writes them conflict-free.
             const uint32_t chunk = lane % 8;
             const uint32_t a_dst = a_smem_base + stage * kBytesA;
-#pragma unroll 8
-            for (uint32_t r = lane / 8; r < work.block_rows; r += 4) {
-              const int32_t token = smem_rows[r];
-              const uint8_t* src = p.a + static_cast<uint64_t>(token < 0 ? 0 : token) * p.k + kb * kGemmBlockK + chunk * 16;
-              cp_async_16(a_dst + swizzle128_offset(r, chunk), src, token < 0 ? 0u : 16u);
+#pragma unroll
+            for (uint32_t j = 0; j < 8; ++j) {
+              const uint32_t r = lane / 8 + 4 * j;
+              if (r < my_valid) {
+                const uint8_t* src = p.a + static_cast<uint64_t>(my_rows[r]) * p.k + kb * kGemmBlockK + chunk * 16;
+                cp_async_16(a_dst + swizzle128_offset(producer_warp * 32 + r, chunk), src, 16u);
+              }
             }
-            for (uint32_t i = lane; i < BM; i += 32) {
-              const int32_t token = smem_rows[i];
-              cp_async_4(sfa_dst + i * 4, token < 0 ? p.sfa : p.sfa + static_cast<uint64_t>(token) * num_kb + kb,
-                         token < 0 ? 0u : 4u);
+            if (lane < my_valid) {
+              cp_async_4(sfa_dst + (producer_warp * 32 + lane) * 4,
+                         p.sfa + static_cast<uint64_t>(my_rows[lane]) * num_kb + kb, 4u);
             }
           } else {
             // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
@@ -339,7 +347,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
             }
           }
           cp_async_arrive_noinc(full_base + stage * 8);
-          if (lane == 0) full[stage].arrive_and_expect_tx(kGather ? kBytesB : kBytesA + kBytesB);
+          if (producer_warp == 0 && lane == 0) full[stage].arrive_and_expect_tx(kGather ? kBytesB : kBytesA + kBytesB);
           advance();
         }
       }
