@@ -22,26 +22,29 @@ constexpr uint32_t kGemmSmemCapacity = 232448;
 constexpr uint32_t kGemmMaxKBlocks = 512;
 constexpr uint32_t kGemmMaxStages = 12;
 
-// Output tile bytes staged for the TMA store, 1024-byte aligned (128B swizzle atoms).
-constexpr uint32_t gemm_smem_d_bytes(uint32_t block_m, uint32_t block_n) {
-  return (block_m * block_n * 2 + 1023) / 1024 * 1024;
+// Output tile bytes staged for the TMA store, 1024-byte aligned (128B swizzle atoms). Epilogues that
+// write from registers (routed, fused) keep 2 KiB there for their tile lists instead, which leaves
+// room for more pipeline stages.
+constexpr uint32_t gemm_smem_d_bytes(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
+  return tma_store ? (block_m * block_n * 2 + 1023) / 1024 * 1024 : 2048;
 }
 // A tile + B tile + A scales per pipeline stage.
 constexpr uint32_t gemm_smem_stage_bytes(uint32_t block_m, uint32_t block_n) {
   return block_m * kGemmBlockK + block_n * kGemmBlockK + block_m * 4;
 }
-constexpr uint32_t gemm_smem_fixed_bytes(uint32_t block_m, uint32_t block_n) {
+constexpr uint32_t gemm_smem_fixed_bytes(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
   // D tile, B scales, 2 barriers per stage (reserved for the maximum), the tile's row table (gathered
   // A rows), 1 KiB alignment slack.
-  return gemm_smem_d_bytes(block_m, block_n) + kGemmMaxKBlocks * 4 + kGemmMaxStages * 16 + block_m * 4 + 1024;
+  return gemm_smem_d_bytes(block_m, block_n, tma_store) + kGemmMaxKBlocks * 4 + kGemmMaxStages * 16 + block_m * 4 + 1024;
 }
-constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n) {
-  const uint32_t stages =
-      (kGemmSmemCapacity - gemm_smem_fixed_bytes(block_m, block_n)) / gemm_smem_stage_bytes(block_m, block_n);
+constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
+  const uint32_t stages = (kGemmSmemCapacity - gemm_smem_fixed_bytes(block_m, block_n, tma_store)) /
+                          gemm_smem_stage_bytes(block_m, block_n);
   return stages > kGemmMaxStages ? kGemmMaxStages : stages;
 }
-constexpr uint32_t gemm_smem_bytes(uint32_t block_m, uint32_t block_n) {
-  return gemm_smem_fixed_bytes(block_m, block_n) + gemm_num_stages(block_m, block_n) * gemm_smem_stage_bytes(block_m, block_n);
+constexpr uint32_t gemm_smem_bytes(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
+  return gemm_smem_fixed_bytes(block_m, block_n, tma_store) +
+         gemm_num_stages(block_m, block_n, tma_store) * gemm_smem_stage_bytes(block_m, block_n);
 }
 
 struct GemmTile {

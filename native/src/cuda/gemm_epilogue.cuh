@@ -15,7 +15,6 @@
 #include <cstdint>
 
 #include "core/gemm_schedule.h"
-#include "core/routing.h"
 #include "cuda/gemm_params.h"
 #include "cuda/sm90_ptx.cuh"
 
@@ -118,11 +117,6 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
   }
 }
 
-__device__ __forceinline__ int64_t topk_index_at(const KernelParams& p, uint64_t i) {
-  return p.topk_int64 ? __ldg(static_cast<const int64_t*>(p.topk_idx) + i)
-                      : static_cast<int64_t>(__ldg(static_cast<const int32_t*>(p.topk_idx) + i));
-}
-
 // CombineF32, part 1: the tile's float32 rows into z[slot]. Part 2 (combine_tile_tokens) runs after
 // a barrier of all math threads.
 template <uint32_t BN, uint32_t kWaveN>
@@ -143,55 +137,55 @@ __device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const Ti
       }
     }
   }
-  // Release: these rows are visible device-wide before this tile counts itself done.
-  __threadfence();
 }
 
-// CombineF32, part 2, by all kMathThreads math threads after a barrier: each tile row counts its
-// (token, n-block) done; the tile that completes a token's last slot sums the token's slots of this
-// n-block in slot order (docs/NUMERICS.md section 4 step 6) and writes y. Every token's sum runs
-// in one fixed order whoever completes it, so y is bitwise reproducible. `list` holds BLOCK_M + 1
-// ints of shared memory; `barrier` is a named barrier id of the math threads.
+// CombineF32, part 2, by all kMathThreads math threads: each tile row counts its (token, n-block)
+// done; the tile that completes a token's last routed slot sums the token's slots of this n-block
+// in slot order (docs/NUMERICS.md section 4 step 6) and writes y. Every token's sum runs in one
+// fixed order whoever completes it, so y is bitwise reproducible. `list` holds 2 * BLOCK_M + 1 ints
+// of shared memory; `barrier` is a named barrier id of the math threads.
 template <uint32_t BM, uint32_t BN, uint32_t kMathThreads>
 __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const TileWork& work, int32_t* list,
                                                     uint32_t barrier) {
+  constexpr uint32_t kMaxTopK = 16;
   const uint32_t tid = threadIdx.x;
-  const uint32_t n_blocks = p.n / BN;
-  if (tid == 0) list[BM] = 0;
+  int32_t* masks = list + BM;
+  int32_t* count = list + 2 * BM;
+  if (tid == 0) *count = 0;
+  // Every row of z is stored (and the count cleared) before any row of the tile is counted done.
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
   if (tid < BM) {
     const uint32_t row = work.row_begin + tid;
     if (row < work.row_end) {
-      const uint32_t slot = static_cast<uint32_t>(__ldg(p.row_slot + row));
-      const uint32_t t = slot / p.top_k;
-      int32_t slots_of_token = 0;
-      for (uint32_t j = 0; j < p.top_k; ++j) {
-        slots_of_token += routing_bucket(topk_index_at(p, uint64_t{t} * p.top_k + j), static_cast<int32_t>(p.groups)) <
-                          static_cast<int32_t>(p.groups);
-      }
-      __threadfence();
-      const int32_t done = atomicAdd(p.counters + static_cast<uint64_t>(t) * n_blocks + work.n_block, 1) + 1;
-      if (done == slots_of_token) {
-        __threadfence();  // acquire the other tiles' rows of this token
-        list[atomicAdd(list + BM, 1)] = static_cast<int32_t>(t);
+      const uint32_t t = static_cast<uint32_t>(__ldg(p.row_slot + row)) / p.top_k;
+      const uint32_t mask = __ldg(p.token_masks + t);
+      const int32_t done =
+          atomic_add_acq_rel_gpu(p.counters + static_cast<uint64_t>(t) * (p.n / BN) + work.n_block, 1) + 1;
+      if (done == __popc(mask)) {
+        const int32_t at = atomicAdd(count, 1);
+        list[at] = static_cast<int32_t>(t);
+        masks[at] = static_cast<int32_t>(mask);
       }
     }
   }
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
-  const int32_t count = list[BM];
-  for (int32_t i = 0; i < count; ++i) {
-    const uint32_t t = static_cast<uint32_t>(list[i]);
-    for (uint32_t c = tid; c < BN; c += kMathThreads) {
-      float sum = 0.0f;
-      for (uint32_t j = 0; j < p.top_k; ++j) {
-        const uint64_t slot = uint64_t{t} * p.top_k + j;
-        if (routing_bucket(topk_index_at(p, slot), static_cast<int32_t>(p.groups)) == static_cast<int32_t>(p.groups)) {
-          continue;
-        }
-        sum += __ldcg(p.z + slot * p.n + work.n_block * BN + c);
-      }
-      p.y[static_cast<uint64_t>(t) * p.n + work.n_block * BN + c] = __float2bfloat16_rn(sum);
+  // (token, 4 columns) per thread; the token's slot rows are all loaded before the ordered sum.
+  const uint32_t pairs = static_cast<uint32_t>(*count) * (BN / 4);
+  for (uint32_t i = tid; i < pairs; i += kMathThreads) {
+    const uint32_t t = static_cast<uint32_t>(list[i / (BN / 4)]);
+    const uint32_t mask = static_cast<uint32_t>(masks[i / (BN / 4)]);
+    const uint32_t col = work.n_block * BN + (i % (BN / 4)) * 4;
+    float4 z[kMaxTopK];
+#pragma unroll
+    for (uint32_t j = 0; j < kMaxTopK; ++j) {
+      if (mask >> j & 1u) z[j] = __ldcg(reinterpret_cast<const float4*>(p.z + (uint64_t{t} * p.top_k + j) * p.n + col));
     }
+    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (uint32_t j = 0; j < kMaxTopK; ++j) {
+      if (mask >> j & 1u) sum.x += z[j].x, sum.y += z[j].y, sum.z += z[j].z, sum.w += z[j].w;
+    }
+    *reinterpret_cast<uint2*>(p.y + uint64_t{t} * p.n + col) = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
   }
   // The list is rewritten by the next tile.
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);

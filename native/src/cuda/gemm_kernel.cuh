@@ -166,10 +166,11 @@ __device__ __forceinline__ void release_stage_impl(cutlass::arch::ClusterTransac
 
 template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast, GemmEpilogue kEpi = GemmEpilogue::Bf16>
 struct GemmConfig {
-  static constexpr uint32_t kStages = gemm_num_stages(BM, BN);
+  static constexpr bool kTmaStore = kEpi == GemmEpilogue::Bf16;
+  static constexpr uint32_t kStages = gemm_num_stages(BM, BN, kTmaStore);
   static constexpr uint32_t kMathThreads = BM * 2;  // one warpgroup per 64 rows
   static constexpr uint32_t kThreads = kMathThreads + 128;
-  static constexpr uint32_t kSmemBytes = gemm_smem_bytes(BM, BN);
+  static constexpr uint32_t kSmemBytes = gemm_smem_bytes(BM, BN, kTmaStore);
   static constexpr uint32_t kSwizzleD = BN * 2 >= 128 ? 128 : BN * 2;  // bytes per row of a D atom
   static constexpr uint32_t kAtomN = kSwizzleD / 2;                     // columns per D atom / TMA store
   static constexpr uint32_t kAtoms = BN / kAtomN;
@@ -178,6 +179,10 @@ struct GemmConfig {
   static constexpr uint32_t kWaveN = BN > 128 ? 128 : BN;
   static constexpr uint32_t kNWaves = BN / kWaveN;
   static constexpr bool kGather = cuda::epilogue_gathers_a(kEpi);
+  // Registers per thread after setmaxnreg: the gathering producer computes row addresses in four
+  // warps and gets more (2 x 128 x 224 + 128 x 56 fits the 64K register file).
+  static constexpr uint32_t kProducerRegisters = kGather ? 56 : 40;
+  static constexpr uint32_t kMathRegisters = kGather ? 224 : (BM == 128 ? 232 : 240);
   // Wide (64-row) tiles put one N-wave on each math warpgroup.
   static constexpr bool kCanWiden = kKind == GemmKind::Routed && BM == 128 && kNWaves == 2;
   static_assert(BM == 64 || BM == 128, "BLOCK_M must be 64 or 128");
@@ -219,7 +224,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   uint8_t* smem = smem_raw + ((1024u - (raw_addr & 1023u)) & 1023u);
   uint8_t* smem_d = smem;
-  uint8_t* smem_a = smem_d + gemm_smem_d_bytes(BM, BN);
+  uint8_t* smem_a = smem_d + gemm_smem_d_bytes(BM, BN, Cfg::kTmaStore);
   uint8_t* smem_b = smem_a + kStages * kBytesA;
   float* smem_sfa = reinterpret_cast<float*>(smem_b + kStages * kBytesB);
   float* smem_sfb = smem_sfa + kStages * BM;
@@ -270,7 +275,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     // Warp 0 of the producer warpgroup issues the TMA loads; with a gathered A all four warps copy
     // rows, warp w the tile rows [32w, 32w + 32), so that a stage's row copies are in flight from
     // 128 threads (one warp alone is latency-bound on them).
-    cutlass::arch::warpgroup_reg_dealloc<40>();
+    cutlass::arch::warpgroup_reg_dealloc<Cfg::kProducerRegisters>();
     const uint32_t producer_warp = warp - kMathWarps;
     if (kGather || producer_warp == 0) {
       const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
@@ -354,7 +359,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     }
   } else {
     // ----------------------------------- math ---------------------------------------------------
-    cutlass::arch::warpgroup_reg_alloc<BM == 128 ? 232 : 240>();
+    cutlass::arch::warpgroup_reg_alloc<Cfg::kMathRegisters>();
     const uint32_t wg = threadIdx.x / 128;
     const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b));
     const uint32_t d_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_d));

@@ -83,8 +83,7 @@ void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t 
   params.clamp = args.clamp;
   params.z = args.z;
   params.counters = args.counters;
-  params.topk_idx = args.topk_idx;
-  params.topk_int64 = args.topk_int64;
+  params.token_masks = args.token_masks;
   params.y = static_cast<__nv_bfloat16*>(args.y);
 
   // Upper bound of the tiles, to launch no idle CTA.

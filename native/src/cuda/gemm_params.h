@@ -60,8 +60,7 @@ struct KernelParams {
   // CombineF32
   float* z;                    // [slots, N] float32 per slot
   int32_t* counters;           // [T, N / BLOCK_N] tiles done per (token, n-block), zeroed per forward
-  const void* topk_idx;        // [T, top_k]
-  bool topk_int64;
+  const uint32_t* token_masks; // [T] bit j set: slot j of the token is routed (moe_kernels.cu)
   __nv_bfloat16* y;            // [T, N]
 };
 

@@ -58,8 +58,7 @@ struct GemmArgs {
   // CombineF32
   float* z = nullptr;
   int32_t* counters = nullptr;
-  const void* topk_idx = nullptr;
-  bool topk_int64 = false;
+  const uint32_t* token_masks = nullptr;
   void* y = nullptr;
 };
 

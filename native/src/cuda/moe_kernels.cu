@@ -1,6 +1,7 @@
 // The MoE layer's first launch (docs/NUMERICS.md section 4, step 1 and the routing): every block
-// but the last quantizes tokens (1x128, no UE8M0), clears the combine counters and writes the
-// zero output of tokens whose slots are all dropped; the last block builds the routing metadata.
+// but the last quantizes tokens (1x128, no UE8M0), clears the combine counters, records which of
+// each token's slots are routed (the combine's mask) and writes the zero output of tokens whose
+// slots are all dropped; the last block builds the routing metadata.
 // The two GEMM launches that follow are in gemm_moe_up.cu and gemm_moe_down.cu.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -41,7 +42,8 @@ __global__ void __launch_bounds__(kRoutingThreads, 1) moe_prepare_kernel(const M
     }
   }
 
-  // Per token, one warp: counters to zero; y to +0.0 where every slot is dropped (no tile writes it).
+  // Per token, one warp: counters to zero, the routed-slot mask; y to +0.0 where every slot is
+  // dropped (no tile writes it).
   const uint32_t warp = (blockIdx.x * kRoutingThreads + threadIdx.x) / 32;
   for (uint32_t t = warp; t < tokens; t += workers / 32) {
     for (uint32_t c = lane; c < a.counter_cols; c += 32) a.counters[uint64_t{t} * a.counter_cols + c] = 0;
@@ -50,7 +52,9 @@ __global__ void __launch_bounds__(kRoutingThreads, 1) moe_prepare_kernel(const M
       routed = routing_bucket_at(a.routing, uint64_t{t} * a.routing.top_k + lane) <
                static_cast<int32_t>(a.routing.num_experts);
     }
-    if (__ballot_sync(0xFFFFFFFFu, routed) != 0) continue;
+    const uint32_t mask = __ballot_sync(0xFFFFFFFFu, routed);
+    if (lane == 0) a.token_masks[t] = mask;
+    if (mask != 0) continue;
     uint4* row = reinterpret_cast<uint4*>(a.y + uint64_t{t} * a.hidden);
     for (uint32_t c = lane; c < a.hidden / 8; c += 32) row[c] = make_uint4(0, 0, 0, 0);
   }

@@ -18,6 +18,7 @@ struct MoePrepareArgs {
   uint32_t hidden = 0;
   int32_t* counters = nullptr;         // [T, counter_cols]
   uint32_t counter_cols = 0;
+  uint32_t* token_masks = nullptr;     // [T] bit j: slot j routed to an expert
   __nv_bfloat16* y = nullptr;          // [T, H]
 };
 

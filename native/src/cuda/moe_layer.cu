@@ -150,8 +150,9 @@ class CudaMoeLayer final : public MoeLayer {
     act_scales_ = DeviceArray(dev, slots * (i / 128) * 4);
     z_ = DeviceArray(dev, slots * h * 4);
     counters_ = DeviceArray(dev, t * (h / 128) * 4);
+    token_masks_ = DeviceArray(dev, t * 4);
     workspace_bytes_ = qx_.bytes() + sx_.bytes() + offsets_.bytes() + order_.bytes() + act_.bytes() +
-                       act_scales_.bytes() + z_.bytes() + counters_.bytes();
+                       act_scales_.bytes() + z_.bytes() + counters_.bytes() + token_masks_.bytes();
   }
 
   int64_t workspace_bytes() const override { return workspace_bytes_; }
@@ -181,6 +182,7 @@ class CudaMoeLayer final : public MoeLayer {
     prep.hidden = h;
     prep.counters = counters_.get<int32_t>();
     prep.counter_cols = h / 128;
+    prep.token_masks = token_masks_.get<uint32_t>();
     prep.y = args.y.as<__nv_bfloat16>();
     launch_moe_prepare(prep, limits_.device, limits_.num_sms, s);
 
@@ -212,8 +214,7 @@ class CudaMoeLayer final : public MoeLayer {
     down.k = i;
     down.z = z_.get<float>();
     down.counters = counters_.get<int32_t>();
-    down.topk_idx = args.topk_idx.data;
-    down.topk_int64 = prep.routing.topk_int64;
+    down.token_masks = token_masks_.get<uint32_t>();
     down.y = args.y.data;
     gemm(down, limits_, s);
   }
@@ -233,7 +234,7 @@ class CudaMoeLayer final : public MoeLayer {
   DeviceLimits limits_;
   MoeLayerSpec spec_;
   DeviceArray w13_, s13_, w2_, s2_;
-  DeviceArray qx_, sx_, offsets_, order_, act_, act_scales_, z_, counters_;
+  DeviceArray qx_, sx_, offsets_, order_, act_, act_scales_, z_, counters_, token_masks_;
   int64_t workspace_bytes_ = 0;
 };
 

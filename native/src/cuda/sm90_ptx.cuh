@@ -91,6 +91,15 @@ __device__ __forceinline__ void cp_async_arrive_noinc(uint32_t bar_addr) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar_addr) : "memory");
 }
 
+// Device-scope counter increment with acquire-release semantics: after a barrier of the writing
+// threads it publishes their stores (release is cumulative over the barrier), and the thread that
+// sees the last increment acquires every other publisher's stores (CUTLASS's generic barrier).
+__device__ __forceinline__ int32_t atomic_add_acq_rel_gpu(int32_t* address, int32_t value) {
+  int32_t old;
+  asm volatile("atom.add.acq_rel.gpu.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(address), "r"(value) : "memory");
+  return old;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Epilogue helpers
 // ---------------------------------------------------------------------------------------------
