@@ -169,21 +169,28 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
     }
   }
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
-  // (token, 4 columns) per thread; the token's slot rows are all loaded before the ordered sum.
+  // (token, 4 columns) per thread; the token's slot rows are loaded 4 at a time ahead of the
+  // ordered sum (all 16 at once would spill).
+  constexpr uint32_t kBatch = 4;
   const uint32_t pairs = static_cast<uint32_t>(*count) * (BN / 4);
   for (uint32_t i = tid; i < pairs; i += kMathThreads) {
     const uint32_t t = static_cast<uint32_t>(list[i / (BN / 4)]);
     const uint32_t mask = static_cast<uint32_t>(masks[i / (BN / 4)]);
     const uint32_t col = work.n_block * BN + (i % (BN / 4)) * 4;
-    float4 z[kMaxTopK];
-#pragma unroll
-    for (uint32_t j = 0; j < kMaxTopK; ++j) {
-      if (mask >> j & 1u) z[j] = __ldcg(reinterpret_cast<const float4*>(p.z + (uint64_t{t} * p.top_k + j) * p.n + col));
-    }
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 1
+    for (uint32_t j0 = 0; j0 < kMaxTopK && (mask >> j0) != 0; j0 += kBatch) {
+      float4 z[kBatch];
 #pragma unroll
-    for (uint32_t j = 0; j < kMaxTopK; ++j) {
-      if (mask >> j & 1u) sum.x += z[j].x, sum.y += z[j].y, sum.z += z[j].z, sum.w += z[j].w;
+      for (uint32_t j = 0; j < kBatch; ++j) {
+        if (mask >> (j0 + j) & 1u) {
+          z[j] = __ldcg(reinterpret_cast<const float4*>(p.z + (uint64_t{t} * p.top_k + j0 + j) * p.n + col));
+        }
+      }
+#pragma unroll
+      for (uint32_t j = 0; j < kBatch; ++j) {
+        if (mask >> (j0 + j) & 1u) sum.x += z[j].x, sum.y += z[j].y, sum.z += z[j].z, sum.w += z[j].w;
+      }
     }
     *reinterpret_cast<uint2*>(p.y + uint64_t{t} * p.n + col) = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
   }
