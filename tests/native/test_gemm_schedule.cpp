@@ -214,11 +214,62 @@ TEST(GemmSchedule, ContiguousRowGroup) {
   EXPECT_EQ(megamoe::contiguous_row_group(-7, 8), -1);
 }
 
+// Routed layout with expert specialization: every row of every expert segment (and of the dropped
+// segment) lies in exactly one tile per n-block; segments of at most 64 rows get 64-row tiles.
+TEST(GemmSchedule, RoutedSegmentsWithExpertSpecializationCoverEveryRowOnce) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20; ++trial) {
+    const uint32_t experts = 1 + static_cast<uint32_t>(rng() % 40);
+    std::vector<int32_t> offsets(experts + 2, 0);
+    for (uint32_t e = 0; e <= experts; ++e) {
+      const uint32_t rows = rng() % 3 == 0 ? 0u : static_cast<uint32_t>(rng() % 300);
+      offsets[e + 1] = offsets[e] + static_cast<int32_t>(rows);
+    }
+    const auto at = [&](uint32_t s) { return megamoe::routed_segment(s, experts, offsets[s], offsets[s + 1]); };
+    for (const uint32_t narrow : {0u, 64u}) {
+      const uint32_t n_blocks = 3;
+      std::map<std::pair<uint32_t, uint32_t>, int> rows_seen;
+      for (uint32_t c = 0; c < 7; ++c) {
+        megamoe::SegmentWalker<decltype(at)> walker(at, experts + 1, 128, n_blocks, 8, 1, narrow);
+        TileWork w{};
+        for (uint32_t it = 0; walker.find(c + it * 7, w); ++it) {
+          const uint32_t s = w.group >= 0 ? static_cast<uint32_t>(w.group) : experts;
+          const uint32_t seg_rows = static_cast<uint32_t>(offsets[s + 1] - offsets[s]);
+          ASSERT_EQ(w.block_rows, narrow != 0 && seg_rows <= narrow ? narrow : 128u);
+          ASSERT_GE(w.row_begin, static_cast<uint32_t>(offsets[s]));
+          ASSERT_LE(w.row_end, static_cast<uint32_t>(offsets[s + 1]));
+          ASSERT_LE(w.row_end - w.row_begin, w.block_rows);
+          for (uint32_t r = w.row_begin; r < w.row_end; ++r) ++rows_seen[{r, w.n_block}];
+        }
+      }
+      ASSERT_EQ(rows_seen.size(), static_cast<std::size_t>(offsets[experts + 1]) * n_blocks) << "narrow " << narrow;
+      for (const auto& [key, n] : rows_seen) ASSERT_EQ(n, 1) << "row " << key.first << " n-block " << key.second;
+    }
+  }
+}
+
+TEST(GemmSchedule, RoutedSegmentClampsBadOffsets) {
+  const auto s = megamoe::routed_segment(2, 4, 50, 10);  // end before begin
+  EXPECT_EQ(s.row_begin, 50u);
+  EXPECT_EQ(s.row_end, 50u);
+  EXPECT_EQ(s.group, 2);
+  const auto dropped = megamoe::routed_segment(4, 4, -5, 7);
+  EXPECT_EQ(dropped.row_begin, 0u);
+  EXPECT_EQ(dropped.group, -1);
+  EXPECT_EQ(megamoe::segment_block_m(64, 128, 64), 64u);
+  EXPECT_EQ(megamoe::segment_block_m(65, 128, 64), 128u);
+  EXPECT_EQ(megamoe::segment_block_m(3, 128, 0), 128u);
+}
+
 TEST(GemmHeuristics, StagesFitSharedMemory) {
   for (const auto& t : megamoe::kGemmTiles) {
-    EXPECT_GE(megamoe::gemm_num_stages(t.block_m, t.block_n), 3u) << t.block_m << "x" << t.block_n;
-    EXPECT_LE(megamoe::gemm_smem_bytes(t.block_m, t.block_n), megamoe::kGemmSmemCapacity);
+    for (const bool tma_store : {true, false}) {
+      EXPECT_GE(megamoe::gemm_num_stages(t.block_m, t.block_n, tma_store), 3u) << t.block_m << "x" << t.block_n;
+      EXPECT_LE(megamoe::gemm_smem_bytes(t.block_m, t.block_n, tma_store), megamoe::kGemmSmemCapacity);
+    }
   }
+  // Epilogues that write from registers trade the D staging for pipeline depth.
+  EXPECT_GT(megamoe::gemm_num_stages(128, 256, false), megamoe::gemm_num_stages(128, 256, true));
 }
 
 TEST(GemmHeuristics, ChoicesAreInstantiatedAndSensible) {
