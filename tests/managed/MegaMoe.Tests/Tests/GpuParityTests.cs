@@ -11,9 +11,7 @@ namespace MegaMoe.Tests;
 /// dequantization (NaN payloads aside) and the interleave, 1 BF16 ulp or the tensor-core bound for GEMMs
 /// (<see cref="BitAssert.WithinGemmBound"/>), difference &lt;= 1e-4 for the MoE layer. Skipped (with
 /// the library's reason) where the CUDA backend is unavailable, unless <see cref="RequireCudaVariable"/> is 1 (the
-/// GPU runner sets it): then that is a failure. Per test, only the operations the CUDA backend is known not to
-/// implement yet (routed plan and MoE layer creation) turn into Ignored; any other
-/// <see cref="MegaMoeUnsupportedException"/> fails the test.
+/// GPU runner sets it): then that is a failure.
 /// </summary>
 [TestFixture]
 [Category("Gpu")]
@@ -21,9 +19,6 @@ public sealed class GpuParityTests : CpuContextFixture
 {
     /// <summary>Set to 1 to make an unavailable CUDA backend fail the fixture instead of ignoring it.</summary>
     public const string RequireCudaVariable = "MEGAMOE_REQUIRE_CUDA";
-
-    // What the native library says for the operations the CUDA backend does not implement yet.
-    private const string KnownUnimplemented = "not implemented on the CUDA backend";
 
     private MoeContext? _cuda;
 
@@ -58,7 +53,7 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         var scenario = QuantizationScenario.Random(TestRandom.Create(), weights, weights ? 3 : 1, 257, 1000, inputType, options);
 
-        (byte[] q, float[] scales) = OnCuda(cuda => scenario.Run(cuda));
+        (byte[] q, float[] scales) = scenario.Run(Cuda);
 
         (byte[] cpuQ, float[] cpuScales) = scenario.Run(Cpu);
         BitAssert.Equal(scales, cpuScales, "scales");
@@ -72,7 +67,7 @@ public sealed class GpuParityTests : CpuContextFixture
 
         // NaN codes widen to NaN with a backend-specific payload (as the native parity tests also allow).
         BitAssert.Equal(
-            DequantizationScenario.CanonicalNaN(OnCuda(cuda => scenario.Run(cuda)), outputType),
+            DequantizationScenario.CanonicalNaN(scenario.Run(Cuda), outputType),
             DequantizationScenario.CanonicalNaN(scenario.Run(Cpu), outputType),
             "output");
     }
@@ -82,7 +77,7 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         var scenario = InterleaveScenario.Random(TestRandom.Create(), 4, intermediate: 256, hidden: 384, dataType);
 
-        BitAssert.Equal(OnCuda(cuda => scenario.Run(cuda, inverse)), scenario.Run(Cpu, inverse), "output");
+        BitAssert.Equal(scenario.Run(Cuda, inverse), scenario.Run(Cpu, inverse), "output");
     }
 
     [Test]
@@ -90,7 +85,7 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         var scenario = DenseGemmScenario.Random(TestRandom.Create(), m, 512, 1024);
 
-        BitAssert.WithinGemmBound(OnCuda(cuda => scenario.Run(cuda)), scenario.Run(Cpu), scenario.Magnitudes(), "d");
+        BitAssert.WithinGemmBound(scenario.Run(Cuda), scenario.Run(Cpu), scenario.Magnitudes(), "d");
     }
 
     [Test]
@@ -98,7 +93,7 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         var scenario = ContiguousGemmScenario.Random(TestRandom.Create(), blocks: 6, experts: 4, n: 384, k: 512);
 
-        BitAssert.WithinGemmBound(OnCuda(cuda => scenario.Run(cuda)), scenario.Run(Cpu), scenario.Magnitudes(), "d");
+        BitAssert.WithinGemmBound(scenario.Run(Cuda), scenario.Run(Cpu), scenario.Magnitudes(), "d");
     }
 
     [Test]
@@ -106,7 +101,7 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         var scenario = OffsetsGemmScenario.Random(TestRandom.Create(), m: 500, experts: 5, n: 256, k: 512, offsetType);
 
-        BitAssert.WithinGemmBound(OnCuda(cuda => scenario.Run(cuda)), scenario.Run(Cpu), scenario.Magnitudes(), "d");
+        BitAssert.WithinGemmBound(scenario.Run(Cuda), scenario.Run(Cpu), scenario.Magnitudes(), "d");
     }
 
     [Test]
@@ -114,7 +109,7 @@ public sealed class GpuParityTests : CpuContextFixture
     {
         var scenario = MaskedGemmScenario.Random(TestRandom.Create(), experts: 4, maxM: 96, n: 512, k: 512);
 
-        BitAssert.WithinGemmBound(OnCuda(cuda => scenario.Run(cuda)), scenario.Run(Cpu), scenario.Magnitudes(), "d");
+        BitAssert.WithinGemmBound(scenario.Run(Cuda), scenario.Run(Cpu), scenario.Magnitudes(), "d");
     }
 
     [Test]
@@ -125,7 +120,7 @@ public sealed class GpuParityTests : CpuContextFixture
         var scenario = RoutedGemmScenario.Random(
             TestRandom.Create(), tokens: 40, topK: 4, experts: 8, n: 256, k: 512, indexType, weighted: true, countOnDevice: true);
 
-        BitAssert.WithinGemmBound(OnCuda(cuda => scenario.Run(cuda, options)), scenario.Run(Cpu, options), scenario.Magnitudes(), "d");
+        BitAssert.WithinGemmBound(scenario.Run(Cuda, options), scenario.Run(Cpu, options), scenario.Magnitudes(), "d");
     }
 
     [Test]
@@ -142,7 +137,7 @@ public sealed class GpuParityTests : CpuContextFixture
         };
         MoeProblem problem = MoeProblem.Random(TestRandom.Create(), options, 48, 0.1);
 
-        (ushort[] cuda, int[] cudaCounts) = OnCuda(gpu => MoeLayerScenario.Run(gpu, problem, form));
+        (ushort[] cuda, int[] cudaCounts) = MoeLayerScenario.Run(Cuda, problem, form);
 
         (ushort[] cpu, int[] cpuCounts) = MoeLayerScenario.Run(Cpu, problem, form);
         double difference = Metrics.Difference(cuda, cpu);
@@ -150,17 +145,5 @@ public sealed class GpuParityTests : CpuContextFixture
         difference.Should().BeLessThanOrEqualTo(1e-4);
         Metrics.Difference(Metrics.Widen(cuda), Float64Moe.Forward(problem)).Should().BeLessThanOrEqualTo(3e-3);
         cudaCounts.Should().Equal(cpuCounts);
-    }
-
-    private T OnCuda<T>(Func<MoeContext, T> run)
-    {
-        try
-        {
-            return run(Cuda);
-        }
-        catch (MegaMoeUnsupportedException e) when (e.NativeMessage.Contains(KnownUnimplemented, StringComparison.Ordinal))
-        {
-            throw new IgnoreException($"Not implemented by the CUDA backend yet: {e.NativeMessage}");
-        }
     }
 }
