@@ -62,7 +62,9 @@ public sealed class MoeLayer : IDisposable
         var config = new MegaMoeMoeConfig
         {
             StructSize = (uint)sizeof(MegaMoeMoeConfig),
-            Flags = options.W13Interleaved ? MegaMoeMoeConfig.W13InterleavedFlag : 0,
+            Flags = (options.W13Interleaved ? MegaMoeMoeConfig.W13InterleavedFlag : 0)
+                | (options.ExpertSpecializationUp ? MegaMoeMoeConfig.ExpertSpecializationUpFlag : 0)
+                | (options.ExpertSpecializationDown ? MegaMoeMoeConfig.ExpertSpecializationDownFlag : 0),
             NumExperts = options.Experts,
             TopK = options.TopK,
             Hidden = options.Hidden,

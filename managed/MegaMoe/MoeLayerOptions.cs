@@ -36,4 +36,13 @@ public sealed record MoeLayerOptions
 
     /// <summary>w13 rows are already gate/up interleaved (<see cref="MoeContext.InterleaveGateUp"/>).</summary>
     public bool W13Interleaved { get; init; }
+
+    /// <summary>
+    /// Expert specialization of the up-projection on the CUDA backend: experts with at most 64 slots in a batch run
+    /// narrower tiles, chosen per expert on the device. Ignored by the CPU backend.
+    /// </summary>
+    public bool ExpertSpecializationUp { get; init; }
+
+    /// <summary>Expert specialization of the down-projection (see <see cref="ExpertSpecializationUp"/>).</summary>
+    public bool ExpertSpecializationDown { get; init; }
 }

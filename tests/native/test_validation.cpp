@@ -906,7 +906,7 @@ TEST(Validation, MoeLayerCreate) {
            {"routed_scaling_factor"}},
           {"infinite routed_scaling_factor", cfg([inf](megamoe_moe_config_t& f) { f.routed_scaling_factor = -inf; }),
            {"routed_scaling_factor"}},
-          {"unknown flag", cfg([](megamoe_moe_config_t& f) { f.flags = 2; }), {"flags"}},
+          {"unknown flag", cfg([](megamoe_moe_config_t& f) { f.flags = 8; }), {"flags"}},
           {"FP8 w13 without scales", [](Call& c) { c.arg("w13_scales").present = false; }, {q("w13_scales")}},
           {"FP8 w2 without scales", [](Call& c) { c.arg("w2_scales").present = false; }, {q("w2_scales")}},
           {"BF16 w13 with scales", [to_bf16](Call& c) { to_bf16(c, "w13"); }, {q("w13_scales")}},

@@ -9,6 +9,12 @@ internal unsafe struct MegaMoeMoeConfig
     /// <summary><c>MEGAMOE_MOE_W13_INTERLEAVED</c>.</summary>
     public const uint W13InterleavedFlag = 1;
 
+    /// <summary><c>MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP</c>.</summary>
+    public const uint ExpertSpecializationUpFlag = 2;
+
+    /// <summary><c>MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN</c>.</summary>
+    public const uint ExpertSpecializationDownFlag = 4;
+
     public uint StructSize;
     public uint Flags;
     public int NumExperts;

@@ -297,6 +297,11 @@ typedef int32_t (*megamoe_progress_fn)(void* user_data, int64_t done, int64_t to
 #define MEGAMOE_MOE_DEFAULT 0u
 /* w13 rows are already gate/up interleaved (megamoe_interleave_gate_up). */
 #define MEGAMOE_MOE_W13_INTERLEAVED 1u
+/* Expert specialization of the up- / down-projection (CUDA backend; the CPU backend accepts and
+ * ignores them): experts with at most 64 slots run 64-row tiles whose columns are spread over the
+ * kernel's warpgroups, chosen per expert on the device. */
+#define MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP 2u
+#define MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN 4u
 
 typedef struct megamoe_moe_config {
   uint32_t struct_size;  /* sizeof(megamoe_moe_config_t) */

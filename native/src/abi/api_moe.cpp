@@ -15,8 +15,10 @@ MoeLayerSpec check_config(const megamoe_moe_config_t* config) {
     invalid("config", "struct_size is ", c.struct_size, "; expected sizeof(megamoe_moe_config_t) = ",
             sizeof(megamoe_moe_config_t), " (mismatched headers?)");
   }
-  if ((c.flags & ~MEGAMOE_MOE_W13_INTERLEAVED) != 0) {
-    invalid("config", "flags has unknown bits 0x", std::hex, c.flags & ~MEGAMOE_MOE_W13_INTERLEAVED);
+  constexpr uint32_t kKnown =
+      MEGAMOE_MOE_W13_INTERLEAVED | MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP | MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN;
+  if ((c.flags & ~kKnown) != 0) {
+    invalid("config", "flags has unknown bits 0x", std::hex, c.flags & ~kKnown);
   }
   if (c.num_experts < 1 || c.num_experts > kMaxExperts) {
     invalid("config", "num_experts is ", c.num_experts, "; expected 1 to ", kMaxExperts);
@@ -47,6 +49,8 @@ MoeLayerSpec check_config(const megamoe_moe_config_t* config) {
   spec.activation = ActivationSpec{c.activation_alpha, c.activation_beta, c.activation_clamp};
   spec.routed_scaling_factor = c.routed_scaling_factor;
   spec.w13_interleaved = (c.flags & MEGAMOE_MOE_W13_INTERLEAVED) != 0;
+  spec.expert_specialization_up = (c.flags & MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP) != 0;
+  spec.expert_specialization_down = (c.flags & MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN) != 0;
   spec.progress = c.progress;
   spec.progress_user_data = c.progress_user_data;
   return spec;

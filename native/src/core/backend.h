@@ -33,6 +33,8 @@ struct MoeLayerSpec {
   ActivationSpec activation;
   float routed_scaling_factor = 1.0f;
   bool w13_interleaved = false;
+  bool expert_specialization_up = false;  // CUDA only: tile height per expert on the device
+  bool expert_specialization_down = false;
   megamoe_progress_fn progress = nullptr;
   void* progress_user_data = nullptr;
 };

@@ -69,23 +69,28 @@ __device__ __forceinline__ float gated_activation(float g, float u, const Kernel
   return a * weight;
 }
 
-// SwigluFp8 (BLOCK_N = 256, two waves of 128 interleaved columns, both in this thread): the tile's
-// 256 interleaved columns are gate/up of the 128 intermediate columns [128 n_block, 128 n_block + 128),
-// one quantization group. Chunk i of a wave is gate (i even) or up (i odd) of the same 8
-// intermediates: intermediate = 64 wave + 8 (i / 2) + 2q + {0, 1}.
+// SwigluFp8 (BLOCK_N = 256, two waves of 128 interleaved columns): the tile's 256 interleaved
+// columns are gate/up of the 128 intermediate columns [128 n_block, 128 n_block + 128), one
+// quantization group. Chunk i of a wave is gate (i even) or up (i odd) of the same 8 intermediates:
+// intermediate = 64 wave + 8 (i / 2) + 2q + {0, 1}. A quad of lanes holds a row's 64 intermediates
+// of each wave it computed; in a wide tile each warpgroup computed one wave, so the row's amax is
+// completed through `exchange` (2 x 64 floats of shared memory) under named barrier `barrier`.
+template <uint32_t kMathThreads>
 __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                    const float* acc) {
+                                                    const float* acc, bool wide, float* exchange, uint32_t barrier) {
   constexpr uint32_t kWaveN = 128;
+  float amax_row[2];
+  float a[2][32];
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
     const bool valid = row < work.row_end;
     float weight = 0.0f;
     if (valid) weight = __ldg(p.slot_weights + __ldg(p.row_slot + row)) * p.weight_scale;
-    float a[32];
     float amax = 0.0f;
 #pragma unroll
     for (uint32_t wave = 0; wave < 2; ++wave) {
+      if (wave < f.first_wave || wave > f.last_wave) continue;
 #pragma unroll
       for (uint32_t m = 0; m < 8; ++m) {
         const float* gate = acc + wave * (kWaveN / 2) + 4 * (2 * m) + 2 * h;
@@ -93,27 +98,40 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
 #pragma unroll
         for (uint32_t b = 0; b < 2; ++b) {
           const float v = gated_activation(gate[b], up[b], p, weight);
-          a[wave * 16 + m * 2 + b] = v;
+          a[h][wave * 16 + m * 2 + b] = v;
           amax = fmaxf(amax, fabsf(v));
         }
       }
     }
-    // The quad holds the row's 128 intermediates.
     amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 1));
     amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, 2));
-    if (!valid) continue;
-    const float sf = fmaxf(amax, 1e-4f) / 448.0f;
+    amax_row[h] = amax;
+  }
+  if (wide) {
+    // Rows f.r0 and f.r0 + 8 (< 64) of this warpgroup's wave meet the other warpgroup's.
+    if (f.q == 0) exchange[f.first_wave * 64 + f.r0] = amax_row[0], exchange[f.first_wave * 64 + f.r0 + 8] = amax_row[1];
+    cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
+    amax_row[0] = fmaxf(amax_row[0], exchange[(1 - f.first_wave) * 64 + f.r0]);
+    amax_row[1] = fmaxf(amax_row[1], exchange[(1 - f.first_wave) * 64 + f.r0 + 8]);
+    cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);  // exchange is reused by the next tile
+  }
+#pragma unroll
+  for (uint32_t h = 0; h < 2; ++h) {
+    const uint32_t row = work.row_begin + f.r0 + 8 * h;
+    if (row >= work.row_end) continue;
+    const float sf = fmaxf(amax_row[h], 1e-4f) / 448.0f;
     const float inv = 1.0f / sf;
     uint8_t* dst = p.act + static_cast<uint64_t>(row) * p.act_cols + work.n_block * 128;
 #pragma unroll
     for (uint32_t wave = 0; wave < 2; ++wave) {
+      if (wave < f.first_wave || wave > f.last_wave) continue;
 #pragma unroll
       for (uint32_t m = 0; m < 8; ++m) {
-        const float* v = a + wave * 16 + m * 2;
+        const float* v = a[h] + wave * 16 + m * 2;
         *reinterpret_cast<uint16_t*>(dst + wave * 64 + m * 8 + 2 * f.q) = pack_fp8x2(v[0] * inv, v[1] * inv);
       }
     }
-    if (f.q == 0) p.act_scales[static_cast<uint64_t>(row) * (p.act_cols / 128) + work.n_block] = sf;
+    if (f.q == 0 && f.first_wave == 0) p.act_scales[static_cast<uint64_t>(row) * (p.act_cols / 128) + work.n_block] = sf;
   }
 }
 

@@ -455,7 +455,8 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
         if constexpr (kEpi == GemmEpilogue::RoutedBf16) {
           epilogue_routed_bf16<BN, kWaveN>(p, work, frag, accum);
         } else if constexpr (kEpi == GemmEpilogue::SwigluFp8) {
-          epilogue_swiglu_fp8(p, work, frag, accum);
+          epilogue_swiglu_fp8<kMathThreads>(p, work, frag, accum, wide, reinterpret_cast<float*>(smem_d),
+                                            kEpilogueBarrier);
         } else {
           epilogue_store_z<BN, kWaveN>(p, work, frag, accum);
           combine_tile_tokens<BM, BN, kMathThreads>(p, work, reinterpret_cast<int32_t*>(smem_d), kEpilogueBarrier);

@@ -202,6 +202,7 @@ class CudaMoeLayer final : public MoeLayer {
     up.alpha = spec_.activation.alpha;
     up.beta = spec_.activation.beta;
     up.clamp = spec_.activation.clamp;
+    up.expert_specialization = spec_.expert_specialization_up;
     gemm(up, limits_, s);
 
     GemmArgs down = routed_args(static_cast<uint32_t>(tokens) * k);
@@ -216,6 +217,7 @@ class CudaMoeLayer final : public MoeLayer {
     down.counters = counters_.get<int32_t>();
     down.token_masks = token_masks_.get<uint32_t>();
     down.y = args.y.data;
+    down.expert_specialization = spec_.expert_specialization_down;
     gemm(down, limits_, s);
   }
 

@@ -130,12 +130,13 @@ struct LayerConfig {
   float rsf = 1.0f;
   bool fp8_weights = true;
   bool interleaved = false;
+  uint32_t specialization = 0;  // MEGAMOE_MOE_EXPERT_SPECIALIZATION_* bits
 };
 
 megamoe_moe_config_t to_config(const Shape& s, const LayerConfig& lc) {
   megamoe_moe_config_t c{};
   c.struct_size = sizeof c;
-  c.flags = lc.interleaved ? MEGAMOE_MOE_W13_INTERLEAVED : MEGAMOE_MOE_DEFAULT;
+  c.flags = (lc.interleaved ? MEGAMOE_MOE_W13_INTERLEAVED : MEGAMOE_MOE_DEFAULT) | lc.specialization;
   c.num_experts = static_cast<int32_t>(s.E);
   c.top_k = static_cast<int32_t>(s.k);
   c.hidden = s.H;
@@ -290,16 +291,17 @@ class GpuMoe : public ::testing::Test {
            bool check_f64, int64_t distinct_experts = 0) {
     SCOPED_TRACE(testing::Message() << "E=" << s.E << " k=" << s.k << " H=" << s.H << " I=" << s.I
                                     << " clamp=" << lc.clamp << (lc.fp8_weights ? " FP8" : " BF16") << " weights"
-                                    << (lc.interleaved ? " interleaved" : ""));
-    std::printf("  moe E=%lld k=%lld H=%lld I=%lld clamp=%g %s weights%s\n", static_cast<long long>(s.E),
+                                    << (lc.interleaved ? " interleaved" : "") << " ES flags " << lc.specialization);
+    std::printf("  moe E=%lld k=%lld H=%lld I=%lld clamp=%g %s weights%s ES flags %u\n", static_cast<long long>(s.E),
                 static_cast<long long>(s.k), static_cast<long long>(s.H), static_cast<long long>(s.I), lc.clamp,
-                lc.fp8_weights ? "FP8" : "BF16", lc.interleaved ? " interleaved" : "");
+                lc.fp8_weights ? "FP8" : "BF16", lc.interleaved ? " interleaved" : "", lc.specialization);
     const Weights w = make_weights(rng, s, distinct_experts);
     Layer gpu(c(), c().gpu, w, lc);
     ASSERT_EQ(gpu.status, MEGAMOE_SUCCESS) << megamoe_last_error_message();
     LayerConfig cpu_lc = lc;
     cpu_lc.fp8_weights = true;  // the CPU oracle from the reference FP8 weights
     cpu_lc.interleaved = false;
+    cpu_lc.specialization = 0;
     Layer cpu(c(), c().cpu, w, cpu_lc);
     ASSERT_EQ(cpu.status, MEGAMOE_SUCCESS) << megamoe_last_error_message();
     DeviceBatch dev(c(), s, lc.max_tokens);
@@ -340,6 +342,22 @@ TEST_F(GpuMoe, SmallShapesAllRoutings) {
   run(rng, s, {256, 0.0f, 1.0f, true, true}, {{Routing::Uniform, 64}}, true);
   run(rng, Shape{16, 6, 384, 512}, {300, 0.0f, 1.0f, true, false}, {{Routing::Uniform, 300}, {Routing::Dropped, 5}},
       true);
+}
+
+// Expert specialization of either projection or both: experts with at most 64 slots run wide
+// 64-row tiles (the SwiGLU re-quantization then completes each row's amax across warpgroups).
+TEST_F(GpuMoe, ExpertSpecialization) {
+  MMT_SEED_TRACE(seed_);
+  mmt::Rng rng(seed_);
+  const Shape s{8, 4, 512, 512};
+  const std::vector<std::pair<Routing, int64_t>> batches = {
+      {Routing::Uniform, 1}, {Routing::Skewed, 200}, {Routing::OneExpert, 40}, {Routing::Dropped, 150}};
+  for (const uint32_t es : {MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP, MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN,
+                            MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP | MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN}) {
+    LayerConfig lc{256, 0.0f, 1.0f, true, false};
+    lc.specialization = es;
+    run(rng, s, lc, batches, true);
+  }
 }
 
 TEST_F(GpuMoe, DeepSeekAndQwenShapes) {

@@ -157,6 +157,8 @@ public sealed class AbiTests
         Header.IntegerValue("MEGAMOE_PLAN_DEFAULT").Should().Be((long)RoutedPlanOptions.None);
         Header.IntegerValue("MEGAMOE_PLAN_EXPERT_SPECIALIZATION").Should().Be((long)RoutedPlanOptions.ExpertSpecialization);
         Header.IntegerValue("MEGAMOE_MOE_W13_INTERLEAVED").Should().Be(MegaMoeMoeConfig.W13InterleavedFlag);
+        Header.IntegerValue("MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP").Should().Be(MegaMoeMoeConfig.ExpertSpecializationUpFlag);
+        Header.IntegerValue("MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN").Should().Be(MegaMoeMoeConfig.ExpertSpecializationDownFlag);
         Header.IntegerValue("MEGAMOE_MAX_RANK").Should().Be(MegaMoeTensor.MaxRank);
     }
 

@@ -124,10 +124,14 @@ public sealed class GpuParityTests : CpuContextFixture
     }
 
     [Test]
-    public void MoeLayerAgreesWithTheCpuBackend([Values(MoeInputForm.Fp8Weights, MoeInputForm.InterleavedFp8Weights)] MoeInputForm form)
+    public void MoeLayerAgreesWithTheCpuBackend(
+        [Values(MoeInputForm.Fp8Weights, MoeInputForm.InterleavedFp8Weights)] MoeInputForm form,
+        [Values] bool expertSpecialization)
     {
         var options = new MoeLayerOptions
         {
+            ExpertSpecializationUp = expertSpecialization,
+            ExpertSpecializationDown = expertSpecialization,
             Experts = 8,
             TopK = 4,
             Hidden = 512,
