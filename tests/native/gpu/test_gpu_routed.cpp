@@ -3,8 +3,9 @@
 // random data each run, outputs poisoned before every launch, every output within the BF16 bound of
 // gpu/gpu_support.h and dropped slots exactly +0.0. Routings: uniform, skewed (70% of the experts
 // get 1-32 tokens), one expert, sparse (-1 slots), duplicate experts per token, out-of-range
-// indices (dropped on the GPU), k = 16, INT64 indices, T = 0, a device token count, and a CUDA
-// graph captured once and replayed with other routings and token counts.
+// indices (dropped on the GPU), k = 16, INT64 indices, the expanded (grouped contiguous) format as
+// topk_idx [M, 1], T = 0, a device token count, and a CUDA graph captured once and replayed with
+// other routings and token counts.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,7 +26,9 @@ using mmt_gpu::Contexts;
 using mmt_gpu::DeviceBuffer;
 using mmt_gpu::to_device;
 
-enum class Routing { Uniform, Skewed, OneExpert, Sparse, Duplicates, OutOfRange };
+// Expanded: the grouped-contiguous format (rows already sorted by expert, each expert padded to 128
+// rows with -1) passed as topk_idx [M, 1]: the same API family takes it, expert specialization too.
+enum class Routing { Uniform, Skewed, OneExpert, Sparse, Duplicates, OutOfRange, Expanded };
 
 const char* routing_name(Routing r) {
   switch (r) {
@@ -35,6 +38,7 @@ const char* routing_name(Routing r) {
     case Routing::Sparse: return "sparse";
     case Routing::Duplicates: return "duplicates";
     case Routing::OutOfRange: return "out-of-range";
+    case Routing::Expanded: return "expanded (contiguous m_indices)";
   }
   return "?";
 }
@@ -46,6 +50,16 @@ std::vector<int64_t> make_routing(mmt::Rng& rng, Routing r, int64_t T, int64_t k
   const int64_t small = E * 7 / 10;
   for (int64_t e = 0; e < small; ++e) small_budget[static_cast<std::size_t>(e)] = rng.range(1, 32);
   const int64_t star = rng.range(0, E - 1);
+  if (r == Routing::Expanded) {
+    int64_t row = 0;
+    for (int64_t e = 0; e < E && row < T; ++e) {
+      const int64_t count = std::min<int64_t>(T - row, rng.range(0, 200));
+      for (int64_t i = 0; i < count; ++i) idx[static_cast<std::size_t>(row++)] = e;
+      while (row % 128 != 0 && row < T) idx[static_cast<std::size_t>(row++)] = -1;
+    }
+    while (row < T) idx[static_cast<std::size_t>(row++)] = -1;
+    return idx;
+  }
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t j = 0; j < k; ++j) {
       int64_t& e = idx[static_cast<std::size_t>(t * k + j)];
@@ -69,6 +83,7 @@ std::vector<int64_t> make_routing(mmt::Rng& rng, Routing r, int64_t T, int64_t k
         case Routing::OutOfRange: e = rng.chance(0.2) ? (rng.chance(0.5) ? E + rng.range(0, 5) : -2 - rng.range(0, 5))
                                                       : rng.range(0, E - 1);
           break;
+        case Routing::Expanded: break;  // built above
       }
     }
   }
@@ -259,6 +274,7 @@ TEST_F(GpuRouted, Routings) {
     run(rng, Routing::OutOfRange, 50, 4, 8, 256, 256, {false, true, flags});
     run(rng, Routing::Uniform, 33, 16, 32, 256, 128, {false, true, flags});  // k = 16
     run(rng, Routing::Uniform, 1, 8, 1024, 128, 128, {false, true, flags});  // one token, 1024 experts
+    run(rng, Routing::Expanded, 1024, 1, 8, 256, 512, {false, false, flags});
   }
 }
 
