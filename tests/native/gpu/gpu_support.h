@@ -207,4 +207,20 @@ inline UlpReport compare_bf16(const uint16_t* gpu, const uint16_t* ref, const do
   return r;
 }
 
+// Fixture of the parity tests: skipped with the reason where CUDA is unavailable, both contexts,
+// and a fresh seed per test (MMT_SEED_TRACE it).
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MMT_REQUIRE_CUDA();
+    ctx_ = std::make_unique<Contexts>();
+    ASSERT_NE(ctx_->gpu, nullptr) << megamoe_last_error_message();
+    ASSERT_NE(ctx_->cpu, nullptr) << megamoe_last_error_message();
+    seed_ = mmt::fresh_seed();
+  }
+  Contexts& c() { return *ctx_; }
+  std::unique_ptr<Contexts> ctx_;
+  uint64_t seed_ = 0;
+};
+
 }  // namespace mmt_gpu

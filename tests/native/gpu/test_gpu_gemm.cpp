@@ -155,19 +155,7 @@ void for_every_tile(DeviceBuffer& d, const HostVec<uint16_t>& ref, const std::ve
   }
 }
 
-class GpuGemm : public ::testing::Test {
- protected:
-  void SetUp() override {
-    MMT_REQUIRE_CUDA();
-    ctx_ = std::make_unique<Contexts>();
-    ASSERT_NE(ctx_->gpu, nullptr) << megamoe_last_error_message();
-    ASSERT_NE(ctx_->cpu, nullptr) << megamoe_last_error_message();
-    seed_ = mmt::fresh_seed();
-  }
-  Contexts& c() { return *ctx_; }
-  std::unique_ptr<Contexts> ctx_;
-  uint64_t seed_ = 0;
-};
+class GpuGemm : public mmt_gpu::GpuTest {};
 
 TEST_F(GpuGemm, Dense) {
   MMT_SEED_TRACE(seed_);

@@ -275,17 +275,8 @@ void expect_close(const Weights& w, const LayerConfig& lc, const Batch& b, const
               static_cast<long long>(bitwise), static_cast<long long>(n));
 }
 
-class GpuMoe : public ::testing::Test {
+class GpuMoe : public mmt_gpu::GpuTest {
  protected:
-  void SetUp() override {
-    MMT_REQUIRE_CUDA();
-    ctx_ = std::make_unique<Contexts>();
-    ASSERT_NE(ctx_->gpu, nullptr) << megamoe_last_error_message();
-    ASSERT_NE(ctx_->cpu, nullptr) << megamoe_last_error_message();
-    seed_ = mmt::fresh_seed();
-  }
-  Contexts& c() { return *ctx_; }
-
   // One layer on each backend, several batches through both.
   void run(mmt::Rng& rng, const Shape& s, const LayerConfig& lc, const std::vector<std::pair<Routing, int64_t>>& batches,
            bool check_f64, int64_t distinct_experts = 0) {
@@ -322,9 +313,6 @@ class GpuMoe : public ::testing::Test {
           << "two runs differ";
     }
   }
-
-  std::unique_ptr<Contexts> ctx_;
-  uint64_t seed_ = 0;
 };
 
 TEST_F(GpuMoe, SmallShapesAllRoutings) {

@@ -226,17 +226,8 @@ void expect_parity(const Problem& p, const HostVec<uint16_t>& got, const HostVec
               static_cast<long long>(rep.beyond_ulp), static_cast<long long>(rep.violations));
 }
 
-class GpuRouted : public ::testing::Test {
+class GpuRouted : public mmt_gpu::GpuTest {
  protected:
-  void SetUp() override {
-    MMT_REQUIRE_CUDA();
-    ctx_ = std::make_unique<Contexts>();
-    ASSERT_NE(ctx_->gpu, nullptr) << megamoe_last_error_message();
-    ASSERT_NE(ctx_->cpu, nullptr) << megamoe_last_error_message();
-    seed_ = mmt::fresh_seed();
-  }
-  Contexts& c() { return *ctx_; }
-
   void run(mmt::Rng& rng, Routing r, int64_t T, int64_t k, int64_t E, int64_t n, int64_t kdim, const Options& o) {
     SCOPED_TRACE(testing::Message() << "routed " << routing_name(r) << " T=" << T << " k=" << k << " E=" << E
                                     << " N=" << n << " K=" << kdim << (o.idx64 ? " int64" : " int32")
@@ -257,9 +248,6 @@ class GpuRouted : public ::testing::Test {
                                &g.dt, nullptr));
     expect_parity(p, g.d->download<uint16_t>(T * k * n), ref, mag, T);
   }
-
-  std::unique_ptr<Contexts> ctx_;
-  uint64_t seed_ = 0;
 };
 
 TEST_F(GpuRouted, Routings) {
