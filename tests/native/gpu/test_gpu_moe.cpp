@@ -2,7 +2,7 @@
 // diff(x, y) = 1 - 2<x,y>/(|x|^2+|y|^2) <= 1e-4 against the CPU backend (which implements the
 // section bit for bit) and <= 3e-3 against a float64 computation of the unquantized math (small
 // shapes). Routings: uniform, skewed, one expert, dropped slots and fully dropped tokens, duplicate
-// experts per token; T = 0, 1, 7, 128, max; clamp on and off; FP8 and BF16 weights, interleaved or
+// experts per token; T = 0, 1, 7, 128, 4096, max; clamp on and off; FP8 and BF16 weights, interleaved or
 // not; FP8 input; DeepSeek-V3 (H 7168, I 2048, E 32/256, k 8) and Qwen3-235B (H 4096, I 1536,
 // E 128, k 8) shapes. Determinism (two runs bitwise equal), batch independence (a token alone and
 // inside a batch bitwise equal), expert counts, the device token count, and a CUDA graph replayed
@@ -328,6 +328,7 @@ TEST_F(GpuMoe, SmallShapesAllRoutings) {
   run(rng, s, {256, 0.0f, 2.5f, false, false}, {{Routing::Uniform, 50}, {Routing::Dropped, 64}}, true);
   run(rng, s, {256, 0.0f, 1.0f, false, true}, {{Routing::Skewed, 64}}, true);
   run(rng, s, {256, 0.0f, 1.0f, true, true}, {{Routing::Uniform, 64}}, true);
+  run(rng, s, {4096, 0.0f, 1.0f, true, false}, {{Routing::Skewed, 4096}, {Routing::Dropped, 4095}}, true);
   run(rng, Shape{16, 6, 384, 512}, {300, 0.0f, 1.0f, true, false}, {{Routing::Uniform, 300}, {Routing::Dropped, 5}},
       true);
 }
