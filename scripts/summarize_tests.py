@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints one closing line 'N passed, N failed, N skipped' for ctest's log and NUnit's TRX file.
+"""Prints one closing line 'N passed, N failed, N skipped' for ctest's logs and NUnit's TRX files.
 
 Exit status 1 when anything failed or when no test ran at all (a suite that silently runs nothing
 must not look green)."""
@@ -49,17 +49,28 @@ def trx_counts(path):
 
 
 def main():
-    ctest_log, trx = sys.argv[1], sys.argv[2]
-    n = ctest_counts(ctest_log)
-    m = trx_counts(trx)
-    print(f"native: {n[0]} passed, {n[1]} failed, {n[2]} skipped")
-    print(f"managed: {m[0]} passed, {m[1]} failed, {m[2]} skipped")
-    reason = trx_skip_reason(trx)
-    if m[2] and reason:
-        print(f"managed skipped because: {reason}")
-    passed, failed, skipped = (a + b for a, b in zip(n, m))
+    """Arguments: ctest logs (*.log) and TRX files (*.trx), in any number and order. The original call
+    (one ctest log, then managed.trx) prints what it always printed; each further TRX file adds a line
+    named after it (cli.trx -> "cli:") and counts in the closing line."""
+    logs = [a for a in sys.argv[1:] if not a.endswith(".trx")]
+    trxs = [a for a in sys.argv[1:] if a.endswith(".trx")]
+    suites = []
+    for log in logs:
+        suites.append(("native", ctest_counts(log)))
+    for trx in trxs:
+        stem = trx.rsplit("/", 1)[-1][: -len(".trx")]
+        suites.append(("managed" if stem == "managed" else stem, trx_counts(trx)))
+    for name, counts in suites:
+        print(f"{name}: {counts[0]} passed, {counts[1]} failed, {counts[2]} skipped")
+    for trx in trxs:
+        reason = trx_skip_reason(trx)
+        if reason and trx_counts(trx)[2]:
+            stem = trx.rsplit("/", 1)[-1][: -len(".trx")]
+            print(f"{'managed' if stem == 'managed' else stem} skipped because: {reason}")
+    passed, failed, skipped = (sum(c[i] for _, c in suites) for i in range(3))
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 1 if failed or passed == 0 or n[0] == 0 or m[0] == 0 else 0
+    # A suite that ran nothing must not look green.
+    return 1 if failed or passed == 0 or any(c[0] == 0 for _, c in suites) else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 using System.Diagnostics;
+using MegaMoe.Checkpoints.Experts;
+using MegaMoe.Checkpoints.Reference;
+using MegaMoe.Checkpoints.Synthetic;
 
 namespace MegaMoe.Demo;
 
@@ -14,16 +17,9 @@ internal static class LayerDemo
             ? $"  backend    CPU - {device.Name}"
             : $"  backend    CUDA - {device.Name}, compute capability {device.ComputeCapability}, {device.MultiprocessorCount} SMs");
 
-        var problem = new SyntheticMoe(o);
-        var layerOptions = new MoeLayerOptions
-        {
-            Experts = o.Experts,
-            TopK = o.TopK,
-            Hidden = o.Hidden,
-            Intermediate = o.Intermediate,
-            MaxTokens = Math.Max(o.Tokens, 1),
-            RoutedScalingFactor = DemoOptions.RoutedScalingFactor,
-        };
+        var problem = new SyntheticMoe(o.Experts, o.Hidden, o.Intermediate, o.Seed);
+        var inputs = RoutedInputs.Random(o.Tokens, o.Hidden, o.Experts, o.TopK, o.Seed);
+        MoeLayerOptions layerOptions = ExpertTensors.LayerOptions(problem, o.TopK, Math.Max(o.Tokens, 1), DemoOptions.RoutedScalingFactor);
         using MoeLayer layer = CreateLayer(context, layerOptions, problem);
         Console.WriteLine($"  workspace  {layer.WorkspaceBytes / 1e6:F1} MB");
 
@@ -31,9 +27,9 @@ internal static class LayerDemo
         using DeviceTensor topkIdx = DeviceTensor.Allocate(context, DataType.Int32, o.Tokens, o.TopK);
         using DeviceTensor topkWeights = DeviceTensor.Allocate(context, DataType.Float32, o.Tokens, o.TopK);
         using DeviceTensor y = DeviceTensor.Allocate(context, DataType.BFloat16, o.Tokens, o.Hidden);
-        x.CopyFrom<BFloat16>(problem.X);
-        topkIdx.CopyFrom<int>(problem.TopkIdx);
-        topkWeights.CopyFrom<float>(problem.TopkWeights);
+        x.CopyFrom<BFloat16>(inputs.X);
+        topkIdx.CopyFrom<int>(inputs.TopkIdx);
+        topkWeights.CopyFrom<float>(inputs.TopkWeights);
 
         var seconds = new List<double>();
         var stopwatch = new Stopwatch();
@@ -51,7 +47,7 @@ internal static class LayerDemo
             $"(min {Milliseconds(seconds[0])}, max {Milliseconds(seconds[^1])})");
 
         stopwatch.Restart();
-        (double[] expected, int expertsUsed) = Float64Reference.Forward(o, problem);
+        (double[] expected, int expertsUsed) = Float64Reference.Forward(problem, inputs, DemoOptions.RoutedScalingFactor);
         double[] actual = Array.ConvertAll(y.ToArray<BFloat16>(), v => (double)(float)v);
         double error = Float64Reference.Difference(actual, expected);
         bool ok = error <= errorLimit;
@@ -66,36 +62,13 @@ internal static class LayerDemo
     private static MoeLayer CreateLayer(MoeContext context, MoeLayerOptions options, SyntheticMoe problem)
     {
         var stopwatch = Stopwatch.StartNew();
-        long e = options.Experts, h = options.Hidden, i = options.Intermediate;
-        using DeviceTensor w13 = DeviceTensor.Allocate(context, DataType.Float8E4M3, e, 2 * i, h);
-        using DeviceTensor w2 = DeviceTensor.Allocate(context, DataType.Float8E4M3, e, h, i);
-        using DeviceTensor w13Scales = DeviceTensor.Allocate(
-            context, DataType.Float32, e, SyntheticMoe.CeilDiv(2 * i, 128), SyntheticMoe.CeilDiv(h, 128));
-        using DeviceTensor w2Scales = DeviceTensor.Allocate(
-            context, DataType.Float32, e, SyntheticMoe.CeilDiv(h, 128), SyntheticMoe.CeilDiv(i, 128));
-        Parallel.For(
-            0,
-            options.Experts,
-            () => new byte[Math.Max(problem.W13ExpertBytes, problem.W2ExpertBytes)],
-            (expert, _, buffer) =>
-            {
-                Span<byte> w13Expert = buffer.AsSpan(0, (int)problem.W13ExpertBytes);
-                problem.W13(expert, w13Expert);
-                w13.CopyFrom<byte>(expert * problem.W13ExpertBytes, w13Expert);
-                Span<byte> w2Expert = buffer.AsSpan(0, (int)problem.W2ExpertBytes);
-                problem.W2(expert, w2Expert);
-                w2.CopyFrom<byte>(expert * problem.W2ExpertBytes, w2Expert);
-                return buffer;
-            },
-            _ => { });
-        w13Scales.CopyFrom<float>(problem.W13Scales);
-        w2Scales.CopyFrom<float>(problem.W2Scales);
+        using ExpertTensors weights = ExpertTensors.Upload(context, problem);
         Console.WriteLine(
-            $"  weights    FP8 E4M3, {(w13.SizeInBytes + w2.SizeInBytes) / 1e9:F2} GB, generated and copied in " +
+            $"  weights    FP8 E4M3, {(weights.W13.SizeInBytes + weights.W2.SizeInBytes) / 1e9:F2} GB, generated and copied in " +
             $"{stopwatch.Elapsed.TotalSeconds:F2} s");
 
         stopwatch.Restart();
-        MoeLayer layer = MoeLayer.Create(context, options, w13, w13Scales, w2, w2Scales);
+        MoeLayer layer = MoeLayer.Create(context, options, weights.W13, weights.W13Scales, weights.W2, weights.W2Scales);
         context.Synchronize();
         Console.WriteLine($"  layer      created in {stopwatch.Elapsed.TotalSeconds:F2} s");
         return layer;

@@ -1,4 +1,4 @@
-namespace MegaMoe.Demo;
+namespace MegaMoe.Checkpoints.Synthetic;
 
 /// <summary>
 /// SplitMix64: a tiny, fast generator whose streams are fixed by the seed alone, so every expert's weights can be
@@ -17,6 +17,7 @@ internal struct SplitMix64(ulong seed)
         return new SplitMix64(new SplitMix64(streamSeed).NextUInt64());
     }
 
+    /// <summary>The next 64 random bits.</summary>
     public ulong NextUInt64()
     {
         ulong z = _state += 0x9E37_79B9_7F4A_7C15UL;

@@ -1,0 +1,193 @@
+using System.CommandLine;
+using System.Globalization;
+using MegaMoe.Checkpoints.Synthetic;
+using MegaMoe.Cli.Bench;
+using MegaMoe.Cli.Models;
+using MegaMoe.Cli.Output;
+using MegaMoe.Cli.Running;
+using Spectre.Console;
+
+namespace MegaMoe.Cli.Commands;
+
+/// <summary>
+/// <c>megamoe bench</c>: a sweep over models, token counts and backends with a live progress bar; prints a table and
+/// optionally writes the bench/results JSON and a roofline PNG.
+/// </summary>
+internal static class BenchCommand
+{
+    private sealed class Options
+    {
+        public ShapeOptions Shape { get; } = new();
+
+        public Option<string[]> Models { get; } = CommonOptions.List<string>(
+            "--models", $"Model shapes to sweep: {string.Join(", ", ModelShape.Names)}", ["qwen3-30b"], CommonOptions.ParseModel);
+
+        public Option<int[]> Tokens { get; } = CommonOptions.List("--tokens", "Token counts to sweep", [1, 16, 128], CommonOptions.ParseTokenCount);
+
+        public Option<Backend[]> Backends { get; } = CommonOptions.List("--backends", "Backends to sweep: best, cpu, cuda", [Backend.Best], CommonOptions.ParseBackend);
+
+        public Option<string> ExpertSpecialization { get; } = CommonOptions.ExpertSpecialization();
+
+        public Option<int> Runs { get; } = CommonOptions.Positive("--runs", "Timed forward passes per point; the median is reported", 5);
+
+        public Option<int> Warmup { get; } = CommonOptions.Positive("--warmup", "Untimed forward passes per point first", 1, allowZero: true);
+
+        public Option<ulong> Seed { get; } = CommonOptions.Seed();
+
+        public Option<int> Threads { get; } = CommonOptions.Threads();
+
+        public Option<FileInfo?> Output { get; } = new("--output", "-o") { Description = "Write the results as JSON (the bench/results schema) to this file" };
+
+        public Option<FileInfo?> Plot { get; } = new("--plot") { Description = "Write a roofline plot (TFLOPS vs arithmetic intensity) as PNG to this file" };
+
+        public Option<string?> Commit { get; } = new("--commit") { Description = "Commit recorded in the JSON (default: the one this program was built from)" };
+
+        public Option<double?> PeakTflops { get; } = new("--peak-tflops") { Description = "Device peak for the plot's roof (known for H100/H200)" };
+
+        public Option<double?> PeakGbps { get; } = new("--peak-gbps") { Description = "Device memory bandwidth for the plot's roof, GB/s" };
+    }
+
+    public static Command Create(CliConsole console)
+    {
+        var o = new Options();
+        var command = new Command("bench", "Sweep model shapes, token counts and backends; print a table, write JSON (bench/results schema) and a roofline PNG");
+        command.Options.Add(o.Models);
+        o.Shape.AddTo(command, withModel: false);
+        foreach (Option option in new Option[] { o.Tokens, o.Backends, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Output, o.Plot, o.Commit, o.PeakTflops, o.PeakGbps })
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction((parse, cancellationToken) =>
+        {
+            bool json = parse.GetValue(CommonOptions.Json);
+            return Task.FromResult(CommandRunner.Execute(console, json, () => Run(console, parse, o, json, cancellationToken)));
+        });
+        return command;
+    }
+
+    private static int Run(CliConsole console, ParseResult parse, Options o, bool json, CancellationToken cancellationToken)
+    {
+        ModelShape[] models = parse.GetValue(o.Models)!.Distinct().Select(m => o.Shape.Resolve(parse, m)).ToArray();
+        int[] tokens = parse.GetValue(o.Tokens)!.Distinct().Order().ToArray();
+        Backend[] backends = parse.GetValue(o.Backends)!.Distinct().ToArray();
+        if (models.Length == 0 || tokens.Length == 0 || backends.Length == 0)
+        {
+            throw CliException.Usage("--models, --tokens and --backends each need at least one value.");
+        }
+
+        CommandRunner.RequireNativeLibrary();
+        int runs = parse.GetValue(o.Runs), warmup = parse.GetValue(o.Warmup), threads = parse.GetValue(o.Threads);
+        ulong seed = parse.GetValue(o.Seed);
+        ExpertSpecialization specialization = ExpertSpecializations.Parse(parse.GetValue(o.ExpertSpecialization));
+        var results = new List<BenchResult>();
+        var devices = new List<string>();
+        string? cuda = null;
+
+        ProgressDisplay.Run(console, json, tasks =>
+        {
+            var bars = (from b in backends from m in models select (Backend: b, Model: m, Bar: tasks.Start($"{b.ToString().ToLowerInvariant()} {m.Name} ({m.Describe()})", 1 + (tokens.Length * (warmup + runs))))).ToList();
+            foreach ((Backend backend, ModelShape model, IProgress<double> bar) in bars)
+            {
+                var weights = new SyntheticMoe(model.Experts, model.Hidden, model.Intermediate, seed);
+                (MoeContext context, LayerSession session) = BackendChoice.CreateLayer(backend, threads, c =>
+                    LayerSession.Create(c, weights, model.TopK, tokens[^1], model.RoutedScalingFactor, specialization, bar, cancellationToken));
+                using (context)
+                using (session)
+                {
+                    DeviceInfo device = context.DeviceInfo;
+                    devices.Add(device.Name);
+                    if (context.Backend == Backend.Cuda && device.RuntimeVersion > 0)
+                    {
+                        cuda = string.Create(CultureInfo.InvariantCulture, $"{device.RuntimeVersion / 1000}.{device.RuntimeVersion % 1000 / 10}");
+                    }
+
+                    int done = 1;
+                    foreach (int t in tokens)
+                    {
+                        var inputs = RoutedInputs.Random(t, model.Hidden, model.Experts, model.TopK, seed);
+                        (Timing timing, _) = session.Time(inputs, warmup, runs, () => bar.Report(++done), cancellationToken);
+                        double flops = MoeCost.Flops(weights, inputs), bytes = MoeCost.Bytes(weights, inputs);
+                        results.Add(new BenchResult(
+                            model.BenchName(t),
+                            Math.Round(timing.MedianSeconds * 1e6, 2),
+                            Math.Round(flops / timing.MedianSeconds / 1e12, 4),
+                            Math.Round(bytes / timing.MedianSeconds / 1e9, 2),
+                            null,
+                            context.Backend.ToString().ToLowerInvariant(),
+                            t,
+                            Math.Round(flops / bytes, 4),
+                            specialization.Name()));
+                    }
+                }
+            }
+
+            return 0;
+        });
+
+        string card = string.Join(" + ", devices.Distinct());
+        var document = new BenchDocument(
+            parse.GetValue(o.Commit) ?? CliVersion.Commit,
+            card,
+            cuda,
+            DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+            $"megamoe bench: median of {runs} forward passes after {warmup} warm-ups, forward + synchronize, inputs resident, random weights (seed {seed}); no baseline",
+            results);
+        if (parse.GetValue(o.Output) is { } output)
+        {
+            File.WriteAllText(output.FullName, JsonOutput.Serialize(document, CliJsonContext.Default.BenchDocument) + "\n");
+        }
+
+        if (parse.GetValue(o.Plot) is { } plot)
+        {
+            double? tflops = parse.GetValue(o.PeakTflops), gbps = parse.GetValue(o.PeakGbps);
+            BenchPlot.Write(plot.FullName, document, tflops is { } pt && gbps is { } pg ? (pt, pg) : BenchPlot.KnownPeak(card));
+        }
+
+        if (json)
+        {
+            JsonOutput.Write(console, document, CliJsonContext.Default.BenchDocument);
+        }
+        else
+        {
+            Print(console.Out, document, parse.GetValue(o.Output), parse.GetValue(o.Plot));
+        }
+
+        return ExitCodes.Success;
+    }
+
+    private static void Print(IAnsiConsole console, BenchDocument document, FileInfo? output, FileInfo? plot)
+    {
+        string specialization = document.Results.Count > 0 ? document.Results[0].ExpertSpecialization : "none";
+        var table = new Table().Border(TableBorder.Rounded).Title(
+            $"{CommandRunner.Escape(document.Card)}, {document.Date}{(specialization == "none" ? string.Empty : $", expert specialization: {specialization}")}");
+        table.AddColumn("name");
+        table.AddColumn("backend");
+        foreach (string column in new[] { "median (us)", "TFLOPS", "GB/s", "FLOP/byte" })
+        {
+            table.AddColumn(new TableColumn(column).RightAligned());
+        }
+
+        foreach (BenchResult r in document.Results)
+        {
+            table.AddRow(
+                r.Name,
+                r.Backend,
+                r.MedianUs.ToString("F1", CultureInfo.InvariantCulture),
+                r.Tflops.ToString("F3", CultureInfo.InvariantCulture),
+                r.Gbps.ToString("F1", CultureInfo.InvariantCulture),
+                r.ArithmeticIntensity.ToString("F1", CultureInfo.InvariantCulture));
+        }
+
+        console.Write(table);
+        if (output is not null)
+        {
+            console.WriteLine($"results: {output.FullName}");
+        }
+
+        if (plot is not null)
+        {
+            console.WriteLine($"plot: {plot.FullName}");
+        }
+    }
+}

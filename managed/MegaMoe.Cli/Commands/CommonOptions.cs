@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using MegaMoe.Cli.Models;
+using MegaMoe.Cli.Running;
+
+namespace MegaMoe.Cli.Commands;
+
+/// <summary>Options shared by several commands, built once per command so each shows up in its --help.</summary>
+internal static class CommonOptions
+{
+    /// <summary>--json, recognised by every command (declared once on the root, inherited).</summary>
+    public static Option<bool> Json { get; } = new("--json")
+    {
+        Description = "Print the result as JSON on standard output (messages and progress go to standard error)",
+        Recursive = true,
+    };
+
+    /// <summary>--backend as a lowercase name (what help shows); <see cref="ToBackend"/> converts it.</summary>
+    public static Option<string> Backend(string description, Backend defaultValue)
+    {
+        var option = new Option<string>("--backend", "-b")
+        {
+            Description = description,
+            DefaultValueFactory = _ => defaultValue.ToString().ToLowerInvariant(),
+        };
+        option.AcceptOnlyFromAmong("best", "cpu", "cuda");
+        return option;
+    }
+
+    public static Backend ToBackend(string? name) => ParseBackend(name ?? "best").Item2;
+
+    /// <summary>--expert-specialization as a lowercase name; <see cref="ExpertSpecializations.Parse"/> converts it.</summary>
+    public static Option<string> ExpertSpecialization()
+    {
+        var option = new Option<string>("--expert-specialization")
+        {
+            Description = "Expert specialization of the layer's projections: none, up, down or both (CUDA backend; the CPU backend ignores it)",
+            DefaultValueFactory = _ => "none",
+        };
+        option.AcceptOnlyFromAmong(ExpertSpecializations.Names);
+        return option;
+    }
+
+    public static Option<ulong> Seed() => new("--seed")
+    {
+        Description = "Seed of the random weights, activations and routing",
+        DefaultValueFactory = _ => 1,
+    };
+
+    public static Option<int> Threads() => Positive("--threads", "CPU backend worker threads (default: one per hardware thread)", 0, allowZero: true);
+
+    // A custom parser rather than a validator: a validator would see "many" only as a conversion exception.
+    public static Option<int> Positive(string name, string description, int defaultValue, bool allowZero = false) => new(name)
+    {
+        Description = description,
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : string.Empty;
+            if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) || value < 0 || (!allowZero && value == 0))
+            {
+                result.AddError($"{name} takes a {(allowZero ? "non-negative" : "positive")} integer, not '{text}'.");
+            }
+
+            return value;
+        },
+    };
+
+    /// <summary>A list option that also takes comma-separated values: <c>--tokens 1,16,128</c> or <c>--tokens 1 16 128</c>.</summary>
+    public static Option<T[]> List<T>(string name, string description, T[] defaultValue, Func<string, (bool Ok, T Value)> parse)
+    {
+        return new Option<T[]>(name)
+        {
+            Description = description,
+            AllowMultipleArgumentsPerToken = true,
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = result =>
+            {
+                var values = new List<T>();
+                foreach (string item in result.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+                {
+                    (bool ok, T value) = parse(item);
+                    if (ok)
+                    {
+                        values.Add(value);
+                    }
+                    else
+                    {
+                        result.AddError($"{name}: '{item}' is not a valid value.");
+                    }
+                }
+
+                return [.. values];
+            },
+        };
+    }
+
+    public static (bool, int) ParseTokenCount(string text) =>
+        (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value), value);
+
+    // Names only: Enum.TryParse would also take "7".
+    public static (bool, Backend) ParseBackend(string text) =>
+        (Enum.TryParse(text, ignoreCase: true, out Backend value) && Enum.IsDefined(value) && !char.IsDigit(text[0]), value);
+
+    public static (bool, string) ParseModel(string text) => (ModelShape.Names.Contains(text), text);
+}
+
+/// <summary>--model and the options that override its shape.</summary>
+internal sealed class ShapeOptions
+{
+    public Option<string> Model { get; } = new("--model", "-m")
+    {
+        Description = $"Model shape: {string.Join(", ", ModelShape.Names)} (custom needs --experts, --top-k, --hidden and --intermediate)",
+        DefaultValueFactory = _ => "deepseek-v3",
+    };
+
+    public Option<int?> Experts { get; } = new("--experts", "-e") { Description = "Override E, the number of routed experts (fewer experts need less memory)" };
+
+    public Option<int?> TopK { get; } = new("--top-k", "-k") { Description = "Override the experts per token" };
+
+    public Option<long?> Hidden { get; } = new("--hidden") { Description = "Override H, the hidden size (a multiple of 128)" };
+
+    public Option<long?> Intermediate { get; } = new("--intermediate") { Description = "Override I, the expert intermediate size (a multiple of 128)" };
+
+    public Option<float?> RoutedScaling { get; } = new("--routed-scaling") { Description = "Override the routed scaling factor (2.5 for deepseek-v3, else 1)" };
+
+    public ShapeOptions() => Model.AcceptOnlyFromAmong(ModelShape.Names);
+
+    /// <summary>Whether the user gave <paramref name="option"/> (rather than it taking its default).</summary>
+    public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
+
+    public void AddTo(Command command, bool withModel = true)
+    {
+        if (withModel)
+        {
+            command.Options.Add(Model);
+        }
+
+        command.Options.Add(Experts);
+        command.Options.Add(TopK);
+        command.Options.Add(Hidden);
+        command.Options.Add(Intermediate);
+        command.Options.Add(RoutedScaling);
+    }
+
+    /// <summary>The shape of --model <paramref name="name"/> with the overrides applied.</summary>
+    public ModelShape Resolve(ParseResult parse, string name)
+    {
+        ModelShape? known = ModelShape.Known.FirstOrDefault(m => m.Name == name);
+        int? experts = parse.GetValue(Experts), topK = parse.GetValue(TopK);
+        long? hidden = parse.GetValue(Hidden), intermediate = parse.GetValue(Intermediate);
+        if (known is null && (experts is null || topK is null || hidden is null || intermediate is null))
+        {
+            throw CliException.Usage("--model custom needs --experts, --top-k, --hidden and --intermediate.");
+        }
+
+        var shape = new ModelShape(
+            name,
+            experts ?? known!.Experts,
+            topK ?? known!.TopK,
+            hidden ?? known!.Hidden,
+            intermediate ?? known!.Intermediate,
+            parse.GetValue(RoutedScaling) ?? known?.RoutedScalingFactor ?? 1f);
+        shape.Validate();
+        return shape;
+    }
+}

@@ -1,0 +1,23 @@
+using MegaMoe.Checkpoints.Experts;
+using MegaMoe.Checkpoints.Synthetic;
+
+namespace MegaMoe.Cli.Running;
+
+/// <summary>
+/// The work of one forward pass, for throughput figures: 6·H·I flops per routed slot (up-projection to 2I, then down),
+/// and the bytes that must cross memory at least once: the FP8 weights and scales of every expert the batch uses, x and
+/// y in BF16, and the routing.
+/// </summary>
+internal static class MoeCost
+{
+    public static double Flops(IExpertWeights weights, RoutedInputs inputs) =>
+        6.0 * weights.Hidden * weights.Intermediate * inputs.TopkIdx.Count(e => e >= 0);
+
+    public static double Bytes(IExpertWeights weights, RoutedInputs inputs)
+    {
+        double perExpert = (double)weights.TotalBytes() / weights.Experts;
+        double activations = 2.0 * 2 * inputs.Tokens * weights.Hidden;
+        double routing = 8.0 * inputs.Tokens * inputs.TopK;
+        return (perExpert * inputs.DistinctExperts()) + activations + routing;
+    }
+}
