@@ -40,3 +40,33 @@ if [ "$native_rc" -ne 0 ] || [ "$managed_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ];
   echo "tests FAILED (ctest exit $native_rc, dotnet exit $managed_rc)" >&2
   exit 1
 fi
+
+# -------------------------------------------------------------------------------------------------
+# Appended: the megamoe CLI and MegaMoe.Checkpoints tests, then the NuGet package (packed with the
+# native library just built, restored by a consumer project from a local folder). The closing line
+# below counts every suite, the ones above included.
+echo "== CLI and checkpoint tests (NUnit)"
+rm -f "$logs/cli.trx" "$logs/package.trx"
+dotnet test "$root/tests/managed/MegaMoe.Cli.Tests/MegaMoe.Cli.Tests.csproj" -c Release \
+  -p:MegaMoeNativeDir="$root/build/$preset/native" --filter "TestCategory!=Aot" \
+  --logger "trx;LogFileName=cli.trx" --results-directory "$logs" 2>&1 | tee "$logs/dotnet-cli.log"
+cli_rc=${PIPESTATUS[0]}
+
+echo "== NuGet package: dotnet pack, then a consumer project restores it"
+packages="$root/build/$preset/packages"
+rm -rf "$packages" "$root/tests/managed/MegaMoe.PackageConsumer/obj/packages"
+dotnet pack "$root/managed/MegaMoe/MegaMoe.csproj" -c Release -p:MegaMoeNativeDir="$root/build/$preset/native" \
+  -o "$packages" 2>&1 | tee "$logs/pack.log"
+pack_rc=${PIPESTATUS[0]}
+(unset MEGAMOE_NATIVE_PATH
+ dotnet test "$root/tests/managed/MegaMoe.PackageConsumer/MegaMoe.PackageConsumer.csproj" -c Release \
+   -p:MegaMoePackageSource="$packages" --logger "trx;LogFileName=package.trx" --results-directory "$logs") 2>&1 \
+  | tee "$logs/dotnet-package.log"
+package_rc=${PIPESTATUS[0]}
+
+python3 "$root/scripts/summarize_tests.py" "$logs/ctest.log" "$logs/managed.trx" "$logs/cli.trx" "$logs/package.trx"
+summary_rc=$?
+if [ "$cli_rc" -ne 0 ] || [ "$pack_rc" -ne 0 ] || [ "$package_rc" -ne 0 ] || [ "$summary_rc" -ne 0 ]; then
+  echo "tests FAILED (CLI tests exit $cli_rc, pack exit $pack_rc, package consumer exit $package_rc)" >&2
+  exit 1
+fi
