@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace MegaMoe.Checkpoints.Safetensors;
 
@@ -76,13 +77,30 @@ public sealed class SafetensorsHeader
         }
 
         long dataLength = fileLength - 8 - headerLength;
-        (List<SafetensorsTensorInfo> tensors, Dictionary<string, string> metadata) = ParseJson(json, fileName);
+        List<SafetensorsTensorInfo> tensors;
+        Dictionary<string, string> metadata;
+        try
+        {
+            (tensors, metadata) = ParseJson(json, fileName);
+        }
+        catch (InvalidOperationException e)
+        {
+            // A name or string holding an escaped unpaired surrogate ("\ud800") cannot be read as a .NET string.
+            throw new SafetensorsFormatException($"{fileName}: the header holds a string that is not valid text: {e.Message}", e);
+        }
+
         CheckTiling(tensors, dataLength, fileName);
         return new SafetensorsHeader(headerLength, tensors, metadata);
     }
 
     private static (List<SafetensorsTensorInfo>, Dictionary<string, string>) ParseJson(ReadOnlySpan<byte> json, string fileName)
     {
+        // System.Text.Json checks UTF-8 only when a string is read (throwing InvalidOperationException), so check it first.
+        if (!Utf8.IsValid(json))
+        {
+            throw Error(fileName, "the header is not valid UTF-8");
+        }
+
         // The format pads the header with trailing spaces; JSON allows trailing whitespace, so no trimming is needed.
         JsonDocument document;
         try

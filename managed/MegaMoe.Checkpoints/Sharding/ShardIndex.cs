@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Unicode;
 using MegaMoe.Checkpoints.Safetensors;
 
 namespace MegaMoe.Checkpoints.Sharding;
@@ -34,7 +35,13 @@ public sealed class ShardIndex
         string name = Path.GetFileName(path);
         try
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllBytes(path));
+            byte[] bytes = File.ReadAllBytes(path);
+            if (!Utf8.IsValid(bytes))
+            {
+                throw new SafetensorsFormatException($"{name}: not valid UTF-8.");
+            }
+
+            using JsonDocument document = JsonDocument.Parse(bytes);
             JsonElement root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("weight_map", out JsonElement map)
                 || map.ValueKind != JsonValueKind.Object)
@@ -60,12 +67,18 @@ public sealed class ShardIndex
             }
 
             long total = root.TryGetProperty("metadata", out JsonElement metadata) && metadata.ValueKind == JsonValueKind.Object
-                && metadata.TryGetProperty("total_size", out JsonElement size) && size.TryGetInt64(out long t) ? t : 0;
+                && metadata.TryGetProperty("total_size", out JsonElement size) && size.ValueKind == JsonValueKind.Number
+                && size.TryGetInt64(out long t) ? t : 0;
             return new ShardIndex(weightMap, total);
         }
         catch (JsonException e)
         {
             throw new SafetensorsFormatException($"{name}: not valid JSON: {e.Message}", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            // A name or string with an escaped unpaired surrogate ("\ud800") cannot be read as a .NET string.
+            throw new SafetensorsFormatException($"{name}: holds a string that is not valid text: {e.Message}", e);
         }
     }
 
