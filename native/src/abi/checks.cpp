@@ -94,6 +94,11 @@ Tensor TensorChecker::checked(const char* argument, const megamoe_tensor_t* desc
   int64_t numel = 1;
   for (int32_t i = 0; i < t.rank; ++i) {
     if (t.shape[i] < 0) invalid(argument, "shape[", i, "] is ", t.shape[i], " (negative) in ", actual_layout);
+    // Checked even when another extent is 0: callers derive sizes from extents (ceil(K / 128), E + 1),
+    // which must not overflow for an empty tensor either.
+    if (t.shape[i] > kMaxElements) {
+      invalid(argument, "shape[", i, "] is ", t.shape[i], " in ", actual_layout, "; no extent may exceed 2^48");
+    }
     if (t.shape[i] > 0 && numel > kMaxElements / t.shape[i]) {
       invalid(argument, "shape ", shape_text(t), " has more than 2^48 elements");
     }
