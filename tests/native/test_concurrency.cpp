@@ -50,22 +50,6 @@ struct DenseProblem {
   }
 };
 
-// Runs body(t) on kThreads threads at once and returns each thread's verdict.
-template <typename Body>
-std::vector<std::string> on_threads(Body body) {
-  std::vector<std::string> verdicts(kThreads);
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      ++ready;
-      while (ready.load() < kThreads) std::this_thread::yield();  // start together
-      verdicts[static_cast<size_t>(t)] = body(t);
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  return verdicts;
-}
 
 TEST(Concurrency, ThreadsWithTheirOwnContexts) {
   const uint64_t seed = mmt::fresh_seed();
@@ -73,7 +57,7 @@ TEST(Concurrency, ThreadsWithTheirOwnContexts) {
   mmt::Rng rng(seed);
   std::vector<DenseProblem> problems;
   for (int t = 0; t < kThreads; ++t) problems.emplace_back(rng, 48, 256, 512);
-  const auto verdicts = on_threads([&](int t) -> std::string {
+  const auto verdicts = mmt::on_threads(kThreads, [&](int t) -> std::string {
     megamoe_context_t ctx = nullptr;
     if (megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &ctx) != MEGAMOE_SUCCESS) return mmt::last_error();
     std::string verdict;
@@ -91,7 +75,7 @@ TEST(Concurrency, ThreadsSharingOneContext) {
   mmt::ScopedContext ctx;
   std::vector<DenseProblem> problems;
   for (int t = 0; t < kThreads; ++t) problems.emplace_back(rng, 33, 128, 384);
-  const auto verdicts = on_threads([&](int t) -> std::string {
+  const auto verdicts = mmt::on_threads(kThreads, [&](int t) -> std::string {
     std::string verdict;
     for (int iteration = 0; iteration < 5 && verdict.empty(); ++iteration) verdict = problems[static_cast<size_t>(t)].run(ctx);
     return verdict;
@@ -151,7 +135,7 @@ TEST(Concurrency, OneLayerSharedByThreadsGivesTheBitsOfARunAlone) {
     ASSERT_EQ(forward(b, b.alone), MEGAMOE_SUCCESS) << mmt::last_error();
   }
 
-  const auto verdicts = on_threads([&](int t) -> std::string {
+  const auto verdicts = mmt::on_threads(kThreads, [&](int t) -> std::string {
     const Batch& b = batches[static_cast<size_t>(t)];
     for (int iteration = 0; iteration < 4; ++iteration) {
       HostVec<uint16_t> y(static_cast<size_t>(T * H));

@@ -2,11 +2,9 @@
 // their own contexts and layers (each on its own stream where the CUDA runtime is linked), one layer
 // shared by threads (the library serializes its forwards), and per-thread last-error messages. Every
 // thread's output must be bitwise the output of the same forward run alone.
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #if defined(MEGAMOE_TEST_CUDART)
@@ -94,21 +92,6 @@ class LayerOnDevice {
   megamoe_context_t ctx_;
 };
 
-template <typename Body>
-std::vector<std::string> on_threads(Body body) {
-  std::vector<std::string> verdicts(kThreads);
-  std::atomic<int> ready{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      ++ready;
-      while (ready.load() < kThreads) std::this_thread::yield();
-      verdicts[static_cast<size_t>(t)] = body(t);
-    });
-  }
-  for (auto& th : threads) th.join();
-  return verdicts;
-}
 
 std::string compare(const HostVec<uint16_t>& got, const HostVec<uint16_t>& want) {
   for (size_t i = 0; i < want.size(); ++i) {
@@ -129,7 +112,7 @@ TEST_F(GpuConcurrency, ThreadsWithTheirOwnContextsAndStreams) {
     ASSERT_EQ(layer.status, MEGAMOE_SUCCESS) << megamoe_last_error_message();
     ASSERT_EQ(layer.forward(in, nullptr, alone), "");
   }
-  const auto verdicts = on_threads([&](int) -> std::string {
+  const auto verdicts = mmt::on_threads(kThreads, [&](int) -> std::string {
     megamoe_context_t ctx = nullptr;
     if (megamoe_context_create(MEGAMOE_BACKEND_CUDA, 0, &ctx) != MEGAMOE_SUCCESS) return mmt::last_error();
     std::string verdict;
@@ -164,7 +147,7 @@ TEST_F(GpuConcurrency, OneLayerSharedByThreads) {
   ASSERT_EQ(layer.status, MEGAMOE_SUCCESS) << megamoe_last_error_message();
   HostVec<uint16_t> alone;
   ASSERT_EQ(layer.forward(in, nullptr, alone), "");
-  const auto verdicts = on_threads([&](int) -> std::string {
+  const auto verdicts = mmt::on_threads(kThreads, [&](int) -> std::string {
     HostVec<uint16_t> y;
     for (int repeat = 0; repeat < 3; ++repeat) {
       std::string verdict = layer.forward(in, nullptr, y);
@@ -178,7 +161,7 @@ TEST_F(GpuConcurrency, OneLayerSharedByThreads) {
 
 // Each thread's failed CUDA call leaves its own message, untouched by the other threads' failures.
 TEST_F(GpuConcurrency, LastErrorStaysPerThread) {
-  const auto verdicts = on_threads([&](int t) -> std::string {
+  const auto verdicts = mmt::on_threads(kThreads, [&](int t) -> std::string {
     megamoe_routed_plan_t plan = nullptr;
     const int32_t top_k = 100 + t;  // out of range, different per thread
     for (int repeat = 0; repeat < 50; ++repeat) {

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "megamoe/megamoe.h"
@@ -150,6 +152,25 @@ uint32_t float_to_bits(float x);
 float bits_to_float(uint32_t u);
 // FP8 value times 2^9 as an exact integer (every finite FP8 value is a multiple of 2^-9).
 int32_t fp8_units(uint8_t code);
+
+// ------------------------------------------------------------------------------------------------
+// Concurrency: body(t) on `threads` threads started together; each thread's verdict ("" = fine).
+// ------------------------------------------------------------------------------------------------
+template <typename Body>
+std::vector<std::string> on_threads(int threads, Body body) {
+  std::vector<std::string> verdicts(static_cast<size_t>(threads));
+  std::atomic<int> ready{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      ++ready;
+      while (ready.load() < threads) std::this_thread::yield();  // start together
+      verdicts[static_cast<size_t>(t)] = body(t);
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  return verdicts;
+}
 
 // ------------------------------------------------------------------------------------------------
 // Poisoning: fill outputs with a recognizable pattern, check later that nothing was written.
