@@ -3,10 +3,8 @@
 // Every thread's result must be bitwise what the same call gives when run alone.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "support/test_support.h"
