@@ -18,9 +18,12 @@ enum class GemmKind : int32_t { Dense = 0, Contiguous = 1, Masked = 2, Offsets =
 constexpr uint32_t kGemmBlockK = 128;
 // Shared memory one CTA may use on SM90 (227 KiB).
 constexpr uint32_t kGemmSmemCapacity = 232448;
-// B scales of one tile row are staged in shared memory: at most this many K blocks (K <= 65536).
+// The largest K the CUDA GEMMs accept, in 128-wide blocks (K <= 65536): the range the GPU tests and
+// benchmarks cover (the kernels stage scales per pipeline stage and have no K limit of their own).
 constexpr uint32_t kGemmMaxKBlocks = 512;
 constexpr uint32_t kGemmMaxStages = 12;
+// B scales staged with each pipeline stage: one per 128-column N-wave of the tile (at most 2).
+constexpr uint32_t kGemmStageBScales = 2;
 
 // Output tile bytes staged for the TMA store, 1024-byte aligned (128B swizzle atoms). Epilogues that
 // write from registers (routed, fused) keep 2 KiB there for their tile lists instead, which leaves
@@ -33,9 +36,10 @@ constexpr uint32_t gemm_smem_stage_bytes(uint32_t block_m, uint32_t block_n) {
   return block_m * kGemmBlockK + block_n * kGemmBlockK + block_m * 4;
 }
 constexpr uint32_t gemm_smem_fixed_bytes(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
-  // D tile, B scales, 2 barriers per stage (reserved for the maximum), the tile's row table (gathered
-  // A rows), 1 KiB alignment slack.
-  return gemm_smem_d_bytes(block_m, block_n, tma_store) + kGemmMaxKBlocks * 4 + kGemmMaxStages * 16 + block_m * 4 + 1024;
+  // D tile, B scales and 2 barriers per stage (reserved for the maximum), the tile's row table
+  // (gathered A rows), 1 KiB alignment slack.
+  return gemm_smem_d_bytes(block_m, block_n, tma_store) + kGemmMaxStages * (kGemmStageBScales * 4 + 16) + block_m * 4 +
+         1024;
 }
 constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
   const uint32_t stages = (kGemmSmemCapacity - gemm_smem_fixed_bytes(block_m, block_n, tma_store)) /

@@ -4,9 +4,10 @@
 //                          promoted on CUDA cores as acc = fma(sa * sb, partial, acc); BF16
 //                          epilogue through swizzled shared memory and a TMA store (or predicated
 //                          16-byte stores for tiles that end inside a group);
-//   last warpgroup         producer: one warp issues the TMA loads of A and B and stages the A
-//                          scales, kStages deep, through full/empty mbarriers. Routed epilogues
-//                          gather A rows by token instead (cp.async, 128B swizzle written by hand).
+//   last warpgroup         producer: one warp issues the TMA loads of A and B and stages the A and
+//                          B scales of each 128-K block with them (cp.async), kStages deep, through
+//                          full/empty mbarriers. Routed epilogues gather A rows by token instead
+//                          (cp.async, 128B swizzle written by hand).
 //
 // One CTA per SM walks the tiles blockIdx.x, blockIdx.x + gridDim.x, ... of the numbering in
 // core/gemm_schedule.h; producer and math warps run the same scheduler and agree on every tile.
@@ -188,6 +189,7 @@ struct GemmConfig {
   static_assert(BM == 64 || BM == 128, "BLOCK_M must be 64 or 128");
   static_assert(BN == 32 || BN == 64 || BN == 128 || BN == 256, "BLOCK_N must be 32, 64, 128 or 256");
   static_assert(kStages >= 3, "too few pipeline stages");
+  static_assert(kNWaves <= kGemmStageBScales, "one staged B scale per N-wave");
   static_assert(kMulticast == 1 || kMulticast == 2, "multicast over 1 or 2 CTAs");
   static_assert(kEpi == GemmEpilogue::Bf16 || (kKind == GemmKind::Routed && BM == 128 && kMulticast == 1),
                 "the routed epilogues run 128-row tiles without multicast");
@@ -217,7 +219,6 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   constexpr uint32_t kNWaves = Cfg::kNWaves;
   constexpr bool kGather = Cfg::kGather;
   constexpr uint32_t kEpilogueBarrier = 1;
-  constexpr uint32_t kScaleBarrier = 2;
 
   // Shared memory, 1024-byte aligned for the 128B swizzle (gemm_smem_bytes reserves the slack).
   extern __shared__ uint8_t smem_raw[];
@@ -228,7 +229,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   uint8_t* smem_b = smem_a + kStages * kBytesA;
   float* smem_sfa = reinterpret_cast<float*>(smem_b + kStages * kBytesB);
   float* smem_sfb = smem_sfa + kStages * BM;
-  Barrier* full = reinterpret_cast<Barrier*>(smem_sfb + kGemmMaxKBlocks);
+  Barrier* full = reinterpret_cast<Barrier*>(smem_sfb + kGemmMaxStages * kGemmStageBScales);
   Barrier* empty = full + kStages;
   // The producer warps' tables of the current tile's A rows (gathering epilogues), 32 per warp.
   int32_t* smem_rows = reinterpret_cast<int32_t*>(empty + kStages);
@@ -280,6 +281,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     if (kGather || producer_warp == 0) {
       const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
       const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_sfa));
+      const uint32_t sfb_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_sfb));
       const uint32_t a_smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a));
       const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(full));
       int32_t* my_rows = smem_rows + producer_warp * 32;
@@ -302,6 +304,17 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
           __syncwarp();
         }
         const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.n + work.n_block * BN);
+        // Lanes 0 .. kNWaves-1 of warp 0 stage the tile's B scales with each K block: one row of the
+        // [N/128, K/128] scale matrix per N-wave; for SwiGLU the gate and the up row of the canonical
+        // (non-interleaved) scales, since the tile's interleaved columns are gate and up rows
+        // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
+        const bool stages_sfb = producer_warp == 0 && lane < kNWaves;
+        const float* sfb_row = p.sfb;
+        if (stages_sfb) {
+          uint32_t scale_row = (work.n_block * BN) / 128 + lane;
+          if constexpr (kEpi == GemmEpilogue::SwigluFp8) scale_row = work.n_block + lane * (p.act_cols / 128);
+          sfb_row = p.sfb + (static_cast<uint64_t>(group) * (p.n / 128) + scale_row) * num_kb;
+        }
         for (uint32_t kb = 0; kb < num_kb; ++kb) {
           empty[stage].wait(phase ^ 1u);
           if (producer_warp == 0 && lane == 0) {
@@ -324,6 +337,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
                                          b_row);
           }
           const uint32_t sfa_dst = sfa_base + stage * BM * 4;
+          if (stages_sfb) cp_async_4(sfb_base + (stage * kNWaves + lane) * 4, sfb_row + kb, 4u);
           if constexpr (kGather) {
             // Lane covers 16-byte chunk lane % 8 of rows lane / 8 + 4j of this warp's 32: each warp
             // instruction reads 4 whole 128-byte rows and writes them conflict-free.
@@ -365,7 +379,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     const uint32_t d_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_d));
 
     while (scheduler.next(work)) {
-      int32_t group = work.group;
+      int32_t group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
       // Wide tile (expert specialization): both warpgroups take the tile's 64 rows, one N-wave each.
       const bool wide = Cfg::kCanWiden && work.block_rows < BM;
       const uint32_t row_base = wide ? 0 : wg * 64;
@@ -381,7 +395,10 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
                                    group, wg_group);
         wg_active = wg_group >= 0;
       } else {
-        wg_active = work.row_begin + row_base < work.row_end;
+        // Broadcast from lane 0 so that ptxas sees a warp-uniform branch around the wgmma chains:
+        // measured 3 % faster on dense and 7 % on masked shapes (bench/NOTES.md, run 30); branches it
+        // cannot prove uniform can make it serialize every wgmma (warning C7518, runs 25 and 29).
+        wg_active = __shfl_sync(0xFFFFFFFFu, work.row_begin + row_base < work.row_end ? 1 : 0, 0) != 0;
       }
 
       float accum[BN / 2];
@@ -389,24 +406,11 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
       for (uint32_t i = 0; i < BN / 2; ++i) accum[i] = 0.0f;
 
       if (group >= 0) {
-        // B scales of this tile's 128-row block(s) of N, one per K block: kNWaves consecutive rows
-        // of the [N/128, K/128] scale matrix; for SwiGLU the gate and the up row of the canonical
-        // (non-interleaved) scales: the tile's interleaved columns are gate and up rows
-        // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
-        const float* sfb_group = p.sfb + static_cast<uint64_t>(group) * (p.n / 128) * num_kb;
-        for (uint32_t i = threadIdx.x; i < kNWaves * num_kb; i += kMathThreads) {
-          const uint32_t w = i / num_kb;
-          uint32_t scale_row = (work.n_block * BN) / 128 + w;
-          if constexpr (kEpi == GemmEpilogue::SwigluFp8) scale_row = work.n_block + w * (p.act_cols / 128);
-          smem_sfb[i] = __ldg(sfb_group + static_cast<uint64_t>(scale_row) * num_kb + (i - w * num_kb));
-        }
-        cutlass::arch::NamedBarrier::sync(kMathThreads, kScaleBarrier);
-
         for (uint32_t kb = 0; kb < num_kb; ++kb) {
+          full[stage].wait(phase);
           float sb[kNWaves];
 #pragma unroll
-          for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem_sfb[w * num_kb + kb];
-          full[stage].wait(phase);
+          for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem_sfb[stage * kNWaves + w];
           if constexpr (kGather) fence_view_async_shared();  // A rows were written by cp.async
           if (wg_active) {
             const float sa0 = smem_sfa[stage * BM + r0];
