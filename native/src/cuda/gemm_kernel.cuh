@@ -105,11 +105,6 @@ class TileScheduler {
       return walker_.find(index, work);
     }
   }
-  // The tile the next call of next() returns (dense and contiguous grids only).
-  __device__ bool peek(TileWork& work) const {
-    static_assert(kKind == GemmKind::Dense || kKind == GemmKind::Contiguous, "segment walkers do not peek");
-    return dense_tile(blockIdx.x + iteration_ * gridDim.x, rows_, BM, n_blocks_, band_, work, kMulticast);
-  }
 
  private:
   __device__ static Segments make_segments(const KernelParams& p) {
@@ -136,45 +131,23 @@ class TileScheduler {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Contiguous layout: the group of each of a tile's BM rows (-1: none, or past the end), BM / 32 per
-// lane (lane l holds rows l * BM / 32 ...). The math warps load the next tile's while the current one
-// runs, so that no tile start and no epilogue waits on m_indices. Warp-collective members: every
-// lane of the calling warp must call them.
+// Contiguous layout: the tile's expert and whether a warpgroup's 64 rows hold any valid row.
+// Warp-collective: every lane of the calling warp must call it.
+// ---------------------------------------------------------------------------------------------
 template <uint32_t BM>
-struct ContiguousRows {
-  static constexpr uint32_t kPerLane = BM / 32;
-  int32_t group[kPerLane];
-
-  __device__ void load(const KernelParams& p, uint32_t row_begin, uint32_t lane) {
-    const int32_t* m_indices = static_cast<const int32_t*>(p.layout);
+__device__ __forceinline__ void contiguous_tile_groups(const int32_t* m_indices, uint32_t rows, uint32_t groups,
+                                                       uint32_t row_begin, uint32_t lane, uint32_t wg,
+                                                       int32_t& tile_group, int32_t& wg_group) {
+  constexpr uint32_t kPerLane = BM / 32;
+  int32_t v = -1;
 #pragma unroll
-    for (uint32_t j = 0; j < kPerLane; ++j) {
-      const uint32_t row = row_begin + lane * kPerLane + j;
-      group[j] = row < p.rows ? contiguous_row_group(__ldg(m_indices + row), p.groups) : -1;
-    }
+  for (uint32_t j = 0; j < kPerLane; ++j) {
+    const uint32_t row = row_begin + lane * kPerLane + j;
+    if (row < rows) v = max(v, contiguous_row_group(__ldg(m_indices + row), groups));
   }
-  // The tile's group (the largest of its rows') and warpgroup wg's (of its 64 rows).
-  __device__ void tile_groups(uint32_t lane, uint32_t wg, int32_t& tile_group, int32_t& wg_group) const {
-    int32_t v = -1;
-#pragma unroll
-    for (uint32_t j = 0; j < kPerLane; ++j) v = max(v, group[j]);
-    tile_group = __reduce_max_sync(0xFFFFFFFFu, v);
-    wg_group = __reduce_max_sync(0xFFFFFFFFu, (lane * kPerLane) / 64 == wg ? v : -1);
-  }
-  // Bit j: this lane's row j belongs to group g.
-  __device__ uint32_t rows_in(int32_t g) const {
-    uint32_t bits = 0;
-#pragma unroll
-    for (uint32_t j = 0; j < kPerLane; ++j) bits |= (group[j] == g ? 1u : 0u) << j;
-    return bits;
-  }
-};
-
-// Whether tile row r is set in the rows_in() bits of the lane that holds it (warp-collective).
-template <uint32_t BM>
-__device__ __forceinline__ bool contiguous_row_in(uint32_t bits, uint32_t r) {
-  constexpr uint32_t kPerLane = ContiguousRows<BM>::kPerLane;
-  return ((__shfl_sync(0xFFFFFFFFu, bits, r / kPerLane) >> (r % kPerLane)) & 1u) != 0;
+  tile_group = __reduce_max_sync(0xFFFFFFFFu, v);
+  const bool mine = (lane * kPerLane) / 64 == wg;
+  wg_group = __reduce_max_sync(0xFFFFFFFFu, mine ? v : -1);
 }
 
 // A math thread is done with a stage: it arrives on the empty barrier of every CTA whose producer
@@ -315,11 +288,9 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
       while (scheduler.next(work)) {
         int32_t group = work.group;
         if constexpr (kKind == GemmKind::Contiguous) {
-          // The producer runs stages ahead of the math warps: the load latency here stays hidden.
-          ContiguousRows<BM> rows;
-          rows.load(p, work.row_begin, lane);
           int32_t unused;
-          rows.tile_groups(lane, 0, group, unused);
+          contiguous_tile_groups<BM>(static_cast<const int32_t*>(p.layout), p.rows, p.groups, work.row_begin, lane, 0,
+                                     group, unused);
         }
         if (group < 0) continue;  // zero tile: nothing to load
         uint32_t my_valid = 0;  // rows of this warp's 32 that belong to the tile's segment
@@ -407,8 +378,6 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_b));
     const uint32_t d_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_d));
 
-    [[maybe_unused]] ContiguousRows<BM> next_rows;  // contiguous: the next tile's row groups, in flight
-    [[maybe_unused]] bool have_next_rows = false;
     while (scheduler.next(work)) {
       int32_t group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
       // Wide tile (expert specialization): both warpgroups take the tile's 64 rows, one N-wave each.
@@ -420,20 +389,10 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
       const uint32_t last_wave = wide ? wg : kNWaves - 1;
       const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem_a)) + row_base * kGemmBlockK;
       bool wg_active;
-      [[maybe_unused]] uint32_t rows_in_group = 0;  // contiguous: ContiguousRows::rows_in bits of the tile's group
       if constexpr (kKind == GemmKind::Contiguous) {
-        ContiguousRows<BM> rows;
-        if (have_next_rows) {
-          rows = next_rows;
-        } else {
-          rows.load(p, work.row_begin, lane);
-        }
-        TileWork next_work;
-        have_next_rows = scheduler.peek(next_work);
-        if (have_next_rows) next_rows.load(p, next_work.row_begin, lane);
         int32_t wg_group;
-        rows.tile_groups(lane, wg, group, wg_group);
-        rows_in_group = rows.rows_in(group);
+        contiguous_tile_groups<BM>(static_cast<const int32_t*>(p.layout), p.rows, p.groups, work.row_begin, lane, wg,
+                                   group, wg_group);
         wg_active = wg_group >= 0;
       } else {
         // Broadcast from lane 0 so that ptxas sees a warp-uniform branch around the wgmma chains:
@@ -510,8 +469,10 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
       }
       // Rows that must read as zero: contiguous rows of another (or no) expert.
       if constexpr (kKind == GemmKind::Contiguous) {
-        const bool ok0 = group >= 0 && contiguous_row_in<BM>(rows_in_group, r0);
-        const bool ok1 = group >= 0 && contiguous_row_in<BM>(rows_in_group, r1);
+        const int32_t* m_indices = static_cast<const int32_t*>(p.layout);
+        const uint32_t row0 = work.row_begin + r0, row1 = work.row_begin + r1;
+        const bool ok0 = group >= 0 && row0 < p.rows && contiguous_row_group(__ldg(m_indices + row0), p.groups) == group;
+        const bool ok1 = group >= 0 && row1 < p.rows && contiguous_row_group(__ldg(m_indices + row1), p.groups) == group;
 #pragma unroll
         for (uint32_t i = 0; i < BN / 8; ++i) {
           if (!ok0) accum[4 * i + 0] = 0.0f, accum[4 * i + 1] = 0.0f;
