@@ -18,8 +18,9 @@ enum class GemmKind : int32_t { Dense = 0, Contiguous = 1, Masked = 2, Offsets =
 constexpr uint32_t kGemmBlockK = 128;
 // Shared memory one CTA may use on SM90 (227 KiB).
 constexpr uint32_t kGemmSmemCapacity = 232448;
-// The largest K the CUDA GEMMs accept, in 128-wide blocks (K <= 65536): the range the GPU tests and
-// benchmarks cover (the kernels stage scales per pipeline stage and have no K limit of their own).
+// The largest K the CUDA GEMMs, routed plans and MoE layers accept, in 128-wide blocks (K <= 65536):
+// the range the GPU tests cover (test_gpu_gemm.cpp runs K = 65536). The kernels stage scales per
+// pipeline stage and need no limit of their own.
 constexpr uint32_t kGemmMaxKBlocks = 512;
 constexpr uint32_t kGemmMaxStages = 12;
 // B scales staged with each pipeline stage: one per 128-column N-wave of the tile (at most 2).
@@ -69,13 +70,8 @@ inline bool gemm_multicast_allowed(int64_t n, uint32_t block_n, uint32_t multica
   return multicast == 1 || (multicast == 2 && (n / block_n) % 2 == 0);
 }
 
-// BLOCK_N = 256 needs whole 256-column tiles (N % 256 == 0) and its two rows of B scales per K block
-// in the shared-memory staging (K / 128 <= kGemmMaxKBlocks / 2).
-inline bool gemm_tile_allowed(int64_t n, int64_t k, uint32_t block_n) {
-  if (n % block_n != 0) return false;
-  const int64_t rows_of_scales = block_n > 128 ? block_n / 128 : 1;
-  return (k / kGemmBlockK) * rows_of_scales <= kGemmMaxKBlocks;
-}
+// Tiles are whole: BLOCK_N = 256 needs N % 256 == 0.
+inline bool gemm_tile_allowed(int64_t n, uint32_t block_n) { return n % block_n == 0; }
 
 struct GemmProblem {
   GemmKind kind = GemmKind::Dense;
@@ -143,12 +139,12 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p) {
   GemmTile forced{};
   uint32_t forced_multicast = 0;
   // A forced shape the problem does not allow (N % 256 for 128x256) is ignored.
-  const bool has_forced = gemm_tile_override(forced, forced_multicast) && gemm_tile_allowed(p.n, p.k, forced.block_n);
+  const bool has_forced = gemm_tile_override(forced, forced_multicast) && gemm_tile_allowed(p.n, forced.block_n);
   GemmTile best{128, 128, 1};
   double best_cost = -1.0;
   for (const GemmTile& shape : kGemmTiles) {
     if (has_forced && (shape.block_m != forced.block_m || shape.block_n != forced.block_n)) continue;
-    if (!gemm_tile_allowed(p.n, p.k, shape.block_n)) continue;
+    if (!gemm_tile_allowed(p.n, shape.block_n)) continue;
     for (uint32_t multicast = 1; multicast <= 2; ++multicast) {
       if (!gemm_multicast_allowed(p.n, shape.block_n, multicast)) continue;
       if (has_forced && forced_multicast != 0 && multicast != forced_multicast &&

@@ -68,7 +68,7 @@ GemmTile choose_tile(const GemmArgs& args, const DeviceLimits& limits) {
     // the plan's slots spread evenly. SwiGLU needs 256; expert specialization widens 256 only.
     problem.kind = GemmKind::Offsets;
     problem.m = (static_cast<int64_t>(args.rows) + problem.groups - 1) / problem.groups;
-    const bool can_256 = gemm_tile_allowed(args.n, args.k, 256);
+    const bool can_256 = gemm_tile_allowed(args.n, 256);
     GemmTile t = choose_gemm_tile(problem);
     t.block_m = 128;
     t.multicast = 1;
@@ -95,7 +95,7 @@ void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream)
     fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA GEMMs support K <= ", kGemmMaxKBlocks * kGemmBlockK, " (got ", args.k, ")");
   }
   const GemmTile tile = choose_tile(args, limits);
-  if (!gemm_tile_allowed(args.n, args.k, tile.block_n)) {
+  if (!gemm_tile_allowed(args.n, tile.block_n)) {
     fail(MEGAMOE_ERROR_INTERNAL, "GEMM tile ", tile.block_m, "x", tile.block_n, " chosen for N = ", args.n, ", K = ", args.k);
   }
   switch (args.kind) {

@@ -244,10 +244,10 @@ class CudaMoeLayer final : public MoeLayer {
 
 std::unique_ptr<MoeLayer> make_moe_layer(const DeviceLimits& limits, const MoeLayerSpec& spec, const MoeWeights& weights,
                                          void* stream) {
-  // The up-projection stages the gate and up scale rows of a tile for every K block of H.
-  if (spec.hidden / 128 * 2 > kGemmMaxKBlocks) {
-    fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA MoE layer supports hidden sizes up to ", kGemmMaxKBlocks / 2 * 128,
-         " (got ", spec.hidden, ")");
+  // H is the up-projection's K and I the down-projection's.
+  if (spec.hidden / 128 > kGemmMaxKBlocks || spec.intermediate / 128 > kGemmMaxKBlocks) {
+    fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA MoE layer supports hidden and intermediate sizes up to ",
+         kGemmMaxKBlocks * 128, " (got H = ", spec.hidden, ", I = ", spec.intermediate, ")");
   }
   DeviceGuard guard(limits.device);
   return std::make_unique<CudaMoeLayer>(limits, spec, weights, as_stream(stream));

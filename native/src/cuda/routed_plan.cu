@@ -70,9 +70,9 @@ class CudaRoutedPlan final : public RoutedPlan {
 }  // namespace
 
 std::unique_ptr<RoutedPlan> make_routed_plan(const DeviceLimits& limits, const RoutedPlanSpec& spec) {
-  if (spec.n % 128 != 0 || spec.k % 128 != 0 || spec.k / 128 > kGemmMaxKBlocks / 2) {
+  if (spec.n % 128 != 0 || spec.k % 128 != 0 || spec.k / 128 > kGemmMaxKBlocks) {
     fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA routed GEMM needs N and K multiples of 128 and K <= ",
-         kGemmMaxKBlocks / 2 * 128, " (got N = ", spec.n, ", K = ", spec.k, ")");
+         kGemmMaxKBlocks * 128, " (got N = ", spec.n, ", K = ", spec.k, ")");
   }
   return std::make_unique<CudaRoutedPlan>(limits, spec);
 }

@@ -64,16 +64,19 @@ TEST(GpuBackend, BufferRoundTripAndFill) {
   MMT_OK(megamoe_context_synchronize(c.gpu, nullptr));
 }
 
-// K beyond what the kernels stage (256 blocks of 128 for BLOCK_N = 256) is refused at creation with
-// the limit in the message, not at the first call; a supported plan is created.
+// K beyond the supported 65536 is refused at creation with the limit in the message, not at the first
+// call; plans at the limit and below are created.
 TEST(GpuBackend, RoutedPlanRefusesUnsupportedShapesAtCreation) {
   MMT_REQUIRE_CUDA();
   Contexts c;
   ASSERT_NE(c.gpu, nullptr) << megamoe_last_error_message();
   megamoe_routed_plan_t plan = nullptr;
-  EXPECT_EQ(megamoe_routed_plan_create(c.gpu, 16, 2, 4, 128, 65536, 0, &plan), MEGAMOE_ERROR_UNSUPPORTED);
+  EXPECT_EQ(megamoe_routed_plan_create(c.gpu, 16, 2, 4, 128, 65536 + 128, 0, &plan), MEGAMOE_ERROR_UNSUPPORTED);
   EXPECT_EQ(plan, nullptr);
-  EXPECT_NE(std::string(megamoe_last_error_message()).find("K = 65536"), std::string::npos) << megamoe_last_error_message();
+  EXPECT_NE(std::string(megamoe_last_error_message()).find("K = 65664"), std::string::npos) << megamoe_last_error_message();
+  ASSERT_EQ(megamoe_routed_plan_create(c.gpu, 16, 2, 4, 128, 65536, 0, &plan), MEGAMOE_SUCCESS) << megamoe_last_error_message();
+  megamoe_routed_plan_destroy(plan);
+  plan = nullptr;
   ASSERT_EQ(megamoe_routed_plan_create(c.gpu, 16, 2, 4, 128, 128, MEGAMOE_PLAN_EXPERT_SPECIALIZATION, &plan),
             MEGAMOE_SUCCESS)
       << megamoe_last_error_message();

@@ -161,7 +161,8 @@ TEST_F(GpuGemm, Dense) {
   MMT_SEED_TRACE(seed_);
   mmt::Rng rng(seed_);
   const std::vector<std::array<int64_t, 3>> shapes = {
-      {1, 128, 128}, {127, 256, 640}, {129, 384, 1024}, {300, 128, 256}, {64, 512, 2048}, {256, 256, 7168}};
+      {1, 128, 128}, {127, 256, 640}, {129, 384, 1024}, {300, 128, 256}, {64, 512, 2048}, {256, 256, 7168},
+      {129, 256, 65536}};  // the largest K accepted: 512 K blocks of scales staged through the pipeline
   for (const auto& [m, n, k] : shapes) {
     SCOPED_TRACE(testing::Message() << "dense M=" << m << " N=" << n << " K=" << k);
     std::printf("  dense M=%lld N=%lld K=%lld\n", static_cast<long long>(m), static_cast<long long>(n),
@@ -178,6 +179,21 @@ TEST_F(GpuGemm, Dense) {
         d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
         [](int64_t) { return true; });
   }
+}
+
+TEST_F(GpuGemm, KAboveTheLimitIsRefused) {
+  constexpr int64_t k = 65536 + 128;
+  DeviceBuffer a(c().gpu, k), sa(c().gpu, k / 128 * 4), b(c().gpu, 128 * k), sb(c().gpu, k / 128 * 4), d(c().gpu, 256);
+  d.poison();
+  const auto at = a.tensor(MEGAMOE_DTYPE_FP8_E4M3, {1, k});
+  const auto sat = sa.tensor(MEGAMOE_DTYPE_FP32, {1, k / 128});
+  const auto bt = b.tensor(MEGAMOE_DTYPE_FP8_E4M3, {128, k});
+  const auto sbt = sb.tensor(MEGAMOE_DTYPE_FP32, {1, k / 128});
+  const auto dt = d.tensor(MEGAMOE_DTYPE_BF16, {1, 128});
+  EXPECT_EQ(megamoe_gemm_dense(c().gpu, &at, &sat, &bt, &sbt, &dt, nullptr), MEGAMOE_ERROR_UNSUPPORTED);
+  EXPECT_NE(std::string(megamoe_last_error_message()).find("K <= 65536"), std::string::npos) << megamoe_last_error_message();
+  const auto bytes = d.download<uint8_t>(256);
+  EXPECT_TRUE(mmt::all_bytes_are(bytes.data(), bytes.size())) << "a refused call wrote its output";
 }
 
 TEST_F(GpuGemm, DenseZeroRows) {
