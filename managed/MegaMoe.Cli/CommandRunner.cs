@@ -1,4 +1,6 @@
+using System.CommandLine;
 using MegaMoe.Checkpoints.Safetensors;
+using MegaMoe.Cli.Commands;
 using MegaMoe.Cli.Output;
 using Spectre.Console;
 
@@ -28,6 +30,24 @@ internal static class CommandRunner
 
             return failure.Code;
         }
+    }
+
+    /// <summary>
+    /// Adds <paramref name="options"/> to <paramref name="command"/> and makes <paramref name="body"/> its action, run
+    /// through <see cref="Execute"/> with the <c>--json</c> flag it was given.
+    /// </summary>
+    public static void Bind(Command command, CliConsole console, Option[] options, Func<ParseResult, bool, CancellationToken, int> body)
+    {
+        foreach (Option option in options)
+        {
+            command.Options.Add(option);
+        }
+
+        command.SetAction((parse, cancellationToken) =>
+        {
+            bool json = parse.GetValue(CommonOptions.Json);
+            return Task.FromResult(Execute(console, json, () => body(parse, json, cancellationToken)));
+        });
     }
 
     /// <summary>Loads and checks the native library first, so that a missing or mismatched one is reported as such.</summary>

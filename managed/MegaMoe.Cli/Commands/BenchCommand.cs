@@ -53,16 +53,8 @@ internal static class BenchCommand
         var command = new Command("bench", "Sweep model shapes, token counts and backends; print a table, write JSON (bench/results schema) and a roofline PNG");
         command.Options.Add(o.Models);
         o.Shape.AddTo(command, withModel: false);
-        foreach (Option option in new Option[] { o.Tokens, o.Backends, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Output, o.Plot, o.Commit, o.PeakTflops, o.PeakGbps })
-        {
-            command.Options.Add(option);
-        }
-
-        command.SetAction((parse, cancellationToken) =>
-        {
-            bool json = parse.GetValue(CommonOptions.Json);
-            return Task.FromResult(CommandRunner.Execute(console, json, () => Run(console, parse, o, json, cancellationToken)));
-        });
+        CommandRunner.Bind(command, console, new Option[] { o.Tokens, o.Backends, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Output, o.Plot, o.Commit, o.PeakTflops, o.PeakGbps },
+            (parse, json, cancellationToken) => Run(console, parse, o, json, cancellationToken));
         return command;
     }
 

@@ -35,16 +35,8 @@ internal static class ConvertCommand
         var command = new Command("convert", "Convert BF16 expert weights in safetensors to FP8 block-scaled safetensors (optionally interleaved), streaming");
         command.Arguments.Add(o.Input);
         command.Arguments.Add(o.Output);
-        foreach (Option option in new Option[] { o.Interleave, o.Ue8m0, o.Force, o.Backend, o.Threads })
-        {
-            command.Options.Add(option);
-        }
-
-        command.SetAction((parse, cancellationToken) =>
-        {
-            bool json = parse.GetValue(CommonOptions.Json);
-            return Task.FromResult(CommandRunner.Execute(console, json, () => Run(console, parse, o, json, cancellationToken)));
-        });
+        CommandRunner.Bind(command, console, new Option[] { o.Interleave, o.Ue8m0, o.Force, o.Backend, o.Threads },
+            (parse, json, cancellationToken) => Run(console, parse, o, json, cancellationToken));
         return command;
     }
 

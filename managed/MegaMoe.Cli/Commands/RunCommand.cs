@@ -49,16 +49,8 @@ internal static class RunCommand
         var o = new Options();
         var command = new Command("run", "Run one MoE layer on random weights of a model shape, or on a checkpoint's layer; print time, throughput and error vs float64");
         o.Shape.AddTo(command);
-        foreach (Option option in new Option[] { o.Tokens, o.Backend, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Checkpoint, o.Layer, o.MaxError, o.NoReference })
-        {
-            command.Options.Add(option);
-        }
-
-        command.SetAction((parse, cancellationToken) =>
-        {
-            bool json = parse.GetValue(CommonOptions.Json);
-            return Task.FromResult(CommandRunner.Execute(console, json, () => Run(console, parse, o, json, cancellationToken)));
-        });
+        CommandRunner.Bind(command, console, new Option[] { o.Tokens, o.Backend, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Checkpoint, o.Layer, o.MaxError, o.NoReference },
+            (parse, json, cancellationToken) => Run(console, parse, o, json, cancellationToken));
         return command;
     }
 

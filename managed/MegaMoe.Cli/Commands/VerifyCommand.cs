@@ -38,16 +38,8 @@ internal static class VerifyCommand
         var o = new Options();
         var command = new Command("verify", "Check GPU vs CPU parity (quantization, GEMMs, MoE layer) on chosen shapes; needs a GPU (exit code 3 without one)");
         o.Shape.AddTo(command);
-        foreach (Option option in new Option[] { o.Models, o.Tokens, o.Backend, o.ExpertSpecialization, o.Seed, o.Threads })
-        {
-            command.Options.Add(option);
-        }
-
-        command.SetAction((parse, cancellationToken) =>
-        {
-            bool json = parse.GetValue(CommonOptions.Json);
-            return Task.FromResult(CommandRunner.Execute(console, json, () => Run(console, parse, o, json, cancellationToken)));
-        });
+        CommandRunner.Bind(command, console, new Option[] { o.Models, o.Tokens, o.Backend, o.ExpertSpecialization, o.Seed, o.Threads },
+            (parse, json, cancellationToken) => Run(console, parse, o, json, cancellationToken));
         return command;
     }
 
