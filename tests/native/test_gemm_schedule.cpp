@@ -1,7 +1,7 @@
-// CPU tests of the SM90 GEMM tile scheduling math (core/gemm_schedule.h) and tile heuristics
-// (core/gemm_heuristics.h): simulating every CTA of a persistent grid, each output tile is produced
-// exactly once, tiles stay inside their segment, and the grouped layouts' segments cover the rows
-// they must.
+// CPU tests of the SM90 GEMM tile scheduling math (cuda/sm90/gemm/schedule.h): simulating every CTA
+// of a persistent grid, each output tile is produced exactly once, tiles stay inside their segment,
+// and the grouped layouts' segments cover the rows they must. The variant table and the heuristics
+// are tested in test_gemm_variants.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,13 +13,13 @@
 #include <tuple>
 #include <vector>
 
-#include "core/gemm_heuristics.h"
-#include "core/gemm_schedule.h"
+#include "cuda/sm90/gemm/schedule.h"
 
 namespace {
 
-using megamoe::Segment;
-using megamoe::TileWork;
+namespace sm90 = megamoe::cuda::sm90;
+using sm90::Segment;
+using sm90::TileWork;
 
 TEST(GemmSchedule, SwizzleTileIsABijection) {
   for (uint32_t m_blocks : {1u, 3u, 8u, 17u, 40u}) {
@@ -27,7 +27,7 @@ TEST(GemmSchedule, SwizzleTileIsABijection) {
       for (uint32_t band : {8u, 16u}) {
         std::set<std::pair<uint32_t, uint32_t>> seen;
         for (uint32_t i = 0; i < m_blocks * n_blocks; ++i) {
-          const auto t = megamoe::swizzle_tile(i, m_blocks, n_blocks, band);
+          const auto t = sm90::swizzle_tile(i, m_blocks, n_blocks, band);
           ASSERT_LT(t.m_block, m_blocks);
           ASSERT_LT(t.n_block, n_blocks);
           seen.insert({t.m_block, t.n_block});
@@ -41,10 +41,10 @@ TEST(GemmSchedule, SwizzleTileIsABijection) {
 
 TEST(GemmSchedule, SwizzleKeepsConsecutiveTilesOnOneBColumn) {
   // Within a band, consecutive indices share the n-block (the B tile) and walk the m-blocks.
-  const auto a = megamoe::swizzle_tile(0, 32, 32, 8), b = megamoe::swizzle_tile(1, 32, 32, 8);
+  const auto a = sm90::swizzle_tile(0, 32, 32, 8), b = sm90::swizzle_tile(1, 32, 32, 8);
   EXPECT_EQ(a.n_block, b.n_block);
   EXPECT_EQ(b.m_block, a.m_block + 1);
-  EXPECT_TRUE(megamoe::swizzle_band(128, 128, 132) == 8u || megamoe::swizzle_band(128, 128, 132) == 16u);
+  EXPECT_TRUE(sm90::swizzle_band(128, 128, 132) == 8u || sm90::swizzle_band(128, 128, 132) == 16u);
 }
 
 // Simulates `ctas` persistent CTAs walking a segment list; returns (row_begin, n_block) -> count.
@@ -54,7 +54,7 @@ std::map<std::pair<uint32_t, uint32_t>, int> simulate(SegmentAt at, uint32_t num
                                                       std::vector<TileWork>* all = nullptr, uint32_t pair = 1) {
   std::map<std::pair<uint32_t, uint32_t>, int> count;
   for (uint32_t c = 0; c < ctas; ++c) {
-    megamoe::SegmentWalker<SegmentAt> walker(at, num_segments, block_m, n_blocks, 8, pair);
+    sm90::SegmentWalker<SegmentAt> walker(at, num_segments, block_m, n_blocks, 8, pair);
     TileWork w{};
     for (uint32_t it = 0;; ++it) {
       if (!walker.find(c + it * ctas, w)) break;
@@ -77,7 +77,7 @@ TEST(GemmSchedule, MaskedCoversEveryValidRowOnce) {
     for (auto& v : masked) v = static_cast<int32_t>(static_cast<uint32_t>(rng()) % (max_m + 1));
     if (trial % 5 == 0) masked[0] = -3;                  // clamped to 0
     if (trial % 7 == 0) masked[groups - 1] = max_m + 9;  // clamped to max_m
-    auto at = [&](uint32_t e) { return megamoe::masked_segment(e, masked[e], max_m); };
+    auto at = [&](uint32_t e) { return sm90::masked_segment(e, masked[e], max_m); };
     std::vector<TileWork> tiles;
     const auto count = simulate(at, groups, block_m, n_blocks, ctas, &tiles);
     std::vector<int> covered(static_cast<std::size_t>(groups) * max_m * n_blocks, 0);
@@ -110,7 +110,7 @@ TEST(GemmSchedule, OffsetsCoverEveryRowOnceIncludingGaps) {
     for (auto& v : offsets) v = static_cast<uint32_t>(rng()) % (m + 1);
     std::sort(offsets.begin(), offsets.end());
     auto offset_at = [&](uint32_t i) { return offsets[i]; };
-    auto at = [&](uint32_t s) { return megamoe::offsets_segment(s, groups, m, offset_at); };
+    auto at = [&](uint32_t s) { return sm90::offsets_segment(s, groups, m, offset_at); };
     std::vector<TileWork> tiles;
     const auto count = simulate(at, groups + 2, block_m, n_blocks, ctas, &tiles);
     for (const auto& [key, c] : count) EXPECT_EQ(c, 1);
@@ -136,7 +136,7 @@ TEST(GemmSchedule, OffsetsOutOfRangeStayInBounds) {
   const uint32_t m = 100;
   auto offset_at = [&](uint32_t i) { return offsets[i]; };
   for (uint32_t s = 0; s < 6; ++s) {
-    const Segment seg = megamoe::offsets_segment(s, 4, m, offset_at);
+    const Segment seg = sm90::offsets_segment(s, 4, m, offset_at);
     EXPECT_LE(seg.row_begin, seg.row_end);
     EXPECT_LE(seg.row_end, m);
   }
@@ -149,7 +149,7 @@ TEST(GemmSchedule, DenseTilesCoverTheGridOnce) {
       std::map<std::pair<uint32_t, uint32_t>, int> count;
       for (uint32_t c = 0; c < ctas; ++c) {
         TileWork w{};
-        for (uint32_t it = 0; megamoe::dense_tile(c + it * ctas, m, block_m, n_blocks, 16, w); ++it) {
+        for (uint32_t it = 0; sm90::dense_tile(c + it * ctas, m, block_m, n_blocks, 16, w); ++it) {
           ++count[{w.row_begin, w.n_block}];
           EXPECT_LE(w.row_end, m);
         }
@@ -169,9 +169,9 @@ TEST(GemmSchedule, MulticastPairsShareTheMBlock) {
     const uint32_t n_blocks = 2 * (1 + static_cast<uint32_t>(rng()) % 5), ctas = 2 * (1 + static_cast<uint32_t>(rng()) % 66);
     std::vector<int32_t> masked(groups);
     for (auto& v : masked) v = static_cast<int32_t>(static_cast<uint32_t>(rng()) % (max_m + 1));
-    auto at = [&](uint32_t e) { return megamoe::masked_segment(e, masked[e], max_m); };
+    auto at = [&](uint32_t e) { return sm90::masked_segment(e, masked[e], max_m); };
     for (uint32_t c = 0; c < ctas; c += 2) {
-      megamoe::SegmentWalker<decltype(at)> w0(at, groups, 64, n_blocks, 8, 2), w1(at, groups, 64, n_blocks, 8, 2);
+      sm90::SegmentWalker<decltype(at)> w0(at, groups, 64, n_blocks, 8, 2), w1(at, groups, 64, n_blocks, 8, 2);
       for (uint32_t it = 0;; ++it) {
         TileWork a{}, b{};
         const bool has_a = w0.find(c + it * ctas, a), has_b = w1.find(c + 1 + it * ctas, b);
@@ -192,8 +192,8 @@ TEST(GemmSchedule, MulticastPairsShareTheMBlock) {
     for (uint32_t c = 0; c < 132; c += 2) {
       for (uint32_t it = 0;; ++it) {
         TileWork a{}, b{};
-        const bool has_a = megamoe::dense_tile(c + it * 132, m, 128, 32, 16, a, 2);
-        const bool has_b = megamoe::dense_tile(c + 1 + it * 132, m, 128, 32, 16, b, 2);
+        const bool has_a = sm90::dense_tile(c + it * 132, m, 128, 32, 16, a, 2);
+        const bool has_b = sm90::dense_tile(c + 1 + it * 132, m, 128, 32, 16, b, 2);
         ASSERT_EQ(has_a, has_b);
         if (!has_a) break;
         EXPECT_EQ(a.row_begin, b.row_begin);
@@ -208,10 +208,10 @@ TEST(GemmSchedule, MulticastPairsShareTheMBlock) {
 }
 
 TEST(GemmSchedule, ContiguousRowGroup) {
-  EXPECT_EQ(megamoe::contiguous_row_group(3, 8), 3);
-  EXPECT_EQ(megamoe::contiguous_row_group(-1, 8), -1);
-  EXPECT_EQ(megamoe::contiguous_row_group(8, 8), -1);
-  EXPECT_EQ(megamoe::contiguous_row_group(-7, 8), -1);
+  EXPECT_EQ(sm90::contiguous_row_group(3, 8), 3);
+  EXPECT_EQ(sm90::contiguous_row_group(-1, 8), -1);
+  EXPECT_EQ(sm90::contiguous_row_group(8, 8), -1);
+  EXPECT_EQ(sm90::contiguous_row_group(-7, 8), -1);
 }
 
 // Routed layout with expert specialization: every row of every expert segment (and of the dropped
@@ -225,12 +225,12 @@ TEST(GemmSchedule, RoutedSegmentsWithExpertSpecializationCoverEveryRowOnce) {
       const uint32_t rows = rng() % 3 == 0 ? 0u : static_cast<uint32_t>(rng() % 300);
       offsets[e + 1] = offsets[e] + static_cast<int32_t>(rows);
     }
-    const auto at = [&](uint32_t s) { return megamoe::routed_segment(s, experts, offsets[s], offsets[s + 1]); };
+    const auto at = [&](uint32_t s) { return sm90::routed_segment(s, experts, offsets[s], offsets[s + 1]); };
     for (const uint32_t narrow : {0u, 64u}) {
       const uint32_t n_blocks = 3;
       std::map<std::pair<uint32_t, uint32_t>, int> rows_seen;
       for (uint32_t c = 0; c < 7; ++c) {
-        megamoe::SegmentWalker<decltype(at)> walker(at, experts + 1, 128, n_blocks, 8, 1, narrow);
+        sm90::SegmentWalker<decltype(at)> walker(at, experts + 1, 128, n_blocks, 8, 1, narrow);
         TileWork w{};
         for (uint32_t it = 0; walker.find(c + it * 7, w); ++it) {
           const uint32_t s = w.group >= 0 ? static_cast<uint32_t>(w.group) : experts;
@@ -248,75 +248,63 @@ TEST(GemmSchedule, RoutedSegmentsWithExpertSpecializationCoverEveryRowOnce) {
   }
 }
 
+// The walker's batched look-ahead must hand out exactly the tiles of a walk that reads one segment
+// at a time, for any run of empty segments (a decode batch over many experts) and any grid.
+TEST(GemmSchedule, LookaheadWalkEqualsOneSegmentAtATime) {
+  std::mt19937 rng(19);
+  for (uint32_t trial = 0; trial < 60; ++trial) {
+    const uint32_t groups = 1 + static_cast<uint32_t>(rng()) % 300;
+    const uint32_t block_m = static_cast<uint32_t>(rng()) % 2 ? 64 : 128, narrow_m = trial % 3 == 0 ? block_m / 2 : 0;
+    const uint32_t n_blocks = 1 + static_cast<uint32_t>(rng()) % 5, ctas = 1 + static_cast<uint32_t>(rng()) % 140;
+    const uint32_t pair = n_blocks % 2 == 0 && trial % 2 == 0 ? 2 : 1;
+    // Routing offsets [groups + 2] with only a few non-empty experts (sometimes none).
+    std::vector<int32_t> offsets(groups + 2, 0);
+    const uint32_t busy = trial % 10 == 0 ? 0 : 1 + static_cast<uint32_t>(rng()) % 9;
+    std::vector<int32_t> rows(groups + 1, 0);
+    for (uint32_t i = 0; i < busy; ++i) rows[static_cast<uint32_t>(rng()) % (groups + 1)] += 1 + static_cast<int32_t>(rng() % 200);
+    for (uint32_t s = 0; s <= groups; ++s) offsets[s + 1] = offsets[s] + rows[s];
+    auto at = [&](uint32_t s) { return sm90::routed_segment(s, groups, offsets[s], offsets[s + 1]); };
+    const uint32_t num_segments = groups + 1;
+    for (uint32_t c = 0; c < ctas; ++c) {
+      sm90::SegmentWalker<decltype(at)> walker(at, num_segments, block_m, n_blocks, 8, pair, narrow_m);
+      // Reference: segment by segment, tiles numbered consecutively.
+      uint32_t s = 0, before = 0;
+      for (uint32_t it = 0;; ++it) {
+        const uint32_t index = c + it * ctas;
+        uint32_t tiles = 0, height = block_m;
+        for (; s < num_segments; ++s) {
+          const sm90::Segment seg = at(s);
+          height = sm90::segment_block_m(seg.row_end - seg.row_begin, block_m, narrow_m);
+          tiles = (seg.row_end - seg.row_begin + height - 1) / height * n_blocks;
+          if (index < before + tiles) break;
+          before += tiles;
+        }
+        TileWork w{};
+        const bool found = walker.find(index, w);
+        ASSERT_EQ(found, s < num_segments) << "trial " << trial << " cta " << c << " index " << index;
+        if (!found) break;
+        const sm90::Segment seg = at(s);
+        const auto t = sm90::swizzle_tile_grouped(index - before, tiles / n_blocks, n_blocks, 8, pair);
+        EXPECT_EQ(w.row_begin, seg.row_begin + t.m_block * height);
+        EXPECT_EQ(w.n_block, t.n_block);
+        EXPECT_EQ(w.group, seg.group);
+        EXPECT_EQ(w.block_rows, height);
+      }
+    }
+  }
+}
+
 TEST(GemmSchedule, RoutedSegmentClampsBadOffsets) {
-  const auto s = megamoe::routed_segment(2, 4, 50, 10);  // end before begin
+  const auto s = sm90::routed_segment(2, 4, 50, 10);  // end before begin
   EXPECT_EQ(s.row_begin, 50u);
   EXPECT_EQ(s.row_end, 50u);
   EXPECT_EQ(s.group, 2);
-  const auto dropped = megamoe::routed_segment(4, 4, -5, 7);
+  const auto dropped = sm90::routed_segment(4, 4, -5, 7);
   EXPECT_EQ(dropped.row_begin, 0u);
   EXPECT_EQ(dropped.group, -1);
-  EXPECT_EQ(megamoe::segment_block_m(64, 128, 64), 64u);
-  EXPECT_EQ(megamoe::segment_block_m(65, 128, 64), 128u);
-  EXPECT_EQ(megamoe::segment_block_m(3, 128, 0), 128u);
-}
-
-TEST(GemmHeuristics, StagesFitSharedMemory) {
-  for (const auto& t : megamoe::kGemmTiles) {
-    for (const bool tma_store : {true, false}) {
-      EXPECT_GE(megamoe::gemm_num_stages(t.block_m, t.block_n, tma_store), 3u) << t.block_m << "x" << t.block_n;
-      EXPECT_LE(megamoe::gemm_smem_bytes(t.block_m, t.block_n, tma_store), megamoe::kGemmSmemCapacity);
-    }
-  }
-  // Epilogues that write from registers trade the D staging for pipeline depth.
-  EXPECT_GT(megamoe::gemm_num_stages(128, 256, false), megamoe::gemm_num_stages(128, 256, true));
-}
-
-TEST(GemmHeuristics, ChoicesAreInstantiatedAndSensible) {
-  megamoe::GemmProblem p;
-  auto valid = [](megamoe::GemmTile t) {
-    for (const auto& c : megamoe::kGemmTiles)
-      if (c.block_m == t.block_m && c.block_n == t.block_n) return true;
-    return false;
-  };
-  for (int64_t m : {1, 20, 128, 4096}) {
-    for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}, {128, 128}}) {
-      p.m = m, p.n = n, p.k = k;
-      EXPECT_TRUE(valid(megamoe::choose_gemm_tile(p)));
-    }
-  }
-  // Large problems take the largest tile; tiny decode batches the 64-row one.
-  p.kind = megamoe::GemmKind::Dense, p.m = 4096, p.n = 4096, p.k = 7168, p.groups = 1;
-  EXPECT_EQ(megamoe::choose_gemm_tile(p).block_m, 128u);
-  EXPECT_GE(megamoe::choose_gemm_tile(p).block_n, 128u);
-  p.n = 384;  // not a multiple of 256: never the 128x256 tile
-  EXPECT_LE(megamoe::choose_gemm_tile(p).block_n, 128u);
-  p.n = 4096;
-  p.kind = megamoe::GemmKind::Masked, p.m = 20, p.groups = 32;
-  EXPECT_EQ(megamoe::choose_gemm_tile(p).block_m, 64u);
-}
-
-TEST(GemmHeuristics, EnvironmentOverride) {
-  setenv("MEGAMOE_CUDA_GEMM_TILE", "64x32", 1);
-  megamoe::GemmProblem p;
-  p.m = 4096, p.n = 4096, p.k = 7168;
-  const auto t = megamoe::choose_gemm_tile(p);
-  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
-  EXPECT_EQ(t.block_m, 64u);
-  EXPECT_EQ(t.block_n, 32u);
-  setenv("MEGAMOE_CUDA_GEMM_TILE", "999x1", 1);  // unknown: ignored
-  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
-  const auto heuristic = megamoe::choose_gemm_tile(p);
-  setenv("MEGAMOE_CUDA_GEMM_TILE", "999x1", 1);
-  EXPECT_EQ(megamoe::choose_gemm_tile(p).block_n, heuristic.block_n);
-  setenv("MEGAMOE_CUDA_GEMM_TILE", "128x64x1", 1);
-  EXPECT_EQ(megamoe::choose_gemm_tile(p).multicast, 1u);
-  setenv("MEGAMOE_CUDA_GEMM_TILE", "128x64x2", 1);
-  EXPECT_EQ(megamoe::choose_gemm_tile(p).multicast, 2u);
-  p.n = 128 * 3;  // odd number of 128-column blocks: multicast not allowed, falls back to 1
-  setenv("MEGAMOE_CUDA_GEMM_TILE", "128x128x2", 1);
-  EXPECT_EQ(megamoe::choose_gemm_tile(p).multicast, 1u);
-  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
+  EXPECT_EQ(sm90::segment_block_m(64, 128, 64), 64u);
+  EXPECT_EQ(sm90::segment_block_m(65, 128, 64), 128u);
+  EXPECT_EQ(sm90::segment_block_m(3, 128, 0), 128u);
 }
 
 }  // namespace

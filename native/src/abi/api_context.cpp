@@ -85,8 +85,8 @@ MEGAMOE_API megamoe_status_t megamoe_context_get_backend(megamoe_context_t conte
 MEGAMOE_API megamoe_status_t megamoe_context_set_num_threads(megamoe_context_t context, int32_t num_threads) {
   return guarded(__func__, [&] {
     auto& ctx = require_handle(context, "context");
-    if (num_threads < 0 || num_threads > 4096) {
-      invalid("num_threads", "is ", num_threads, "; expected 0 (one per hardware thread) to 4096");
+    if (num_threads < 0 || num_threads > kMaxThreads) {
+      invalid("num_threads", "is ", num_threads, "; expected 0 (one per hardware thread) to ", kMaxThreads);
     }
     ctx.backend->set_num_threads(num_threads);
   });

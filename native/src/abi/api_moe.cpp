@@ -30,7 +30,7 @@ MoeLayerSpec check_config(const megamoe_moe_config_t* config) {
   if (c.intermediate <= 0 || c.intermediate % 128 != 0) {
     invalid("config", "intermediate (I) is ", c.intermediate, "; it must be a positive multiple of 128");
   }
-  if (c.max_tokens < 1 || c.max_tokens > (int64_t{1} << 31)) {
+  if (c.max_tokens < 1 || c.max_tokens > kMaxTokens) {
     invalid("config", "max_tokens is ", c.max_tokens, "; expected 1 to 2^31");
   }
   if (!std::isfinite(c.activation_alpha)) invalid("config", "activation_alpha is not finite");

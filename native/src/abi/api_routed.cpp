@@ -20,7 +20,7 @@ MEGAMOE_API megamoe_status_t megamoe_routed_plan_create(megamoe_context_t contex
   return guarded(__func__, [&] {
     auto& ctx = require_handle(context, "context");
     auto& out = require_out(out_plan, "out_plan");
-    if (max_tokens < 1 || max_tokens > (int64_t{1} << 31)) {
+    if (max_tokens < 1 || max_tokens > kMaxTokens) {
       invalid("max_tokens", "is ", max_tokens, "; expected 1 to 2^31");
     }
     if (top_k < 1 || top_k > kMaxTopK) invalid("top_k", "is ", top_k, "; expected 1 to ", kMaxTopK);

@@ -7,7 +7,6 @@
 namespace megamoe {
 namespace {
 
-constexpr int64_t kMaxElements = int64_t{1} << 48;  // far beyond any device; keeps byte sizes in int64
 constexpr uintptr_t kAlignment = 16;                 // TMA and 16-byte vector access need it
 
 const char* device_name(int32_t type) {
@@ -96,10 +95,10 @@ Tensor TensorChecker::checked(const char* argument, const megamoe_tensor_t* desc
     if (t.shape[i] < 0) invalid(argument, "shape[", i, "] is ", t.shape[i], " (negative) in ", actual_layout);
     // Checked even when another extent is 0: callers derive sizes from extents (ceil(K / 128), E + 1),
     // which must not overflow for an empty tensor either.
-    if (t.shape[i] > kMaxElements) {
+    if (t.shape[i] > kMaxExtent) {
       invalid(argument, "shape[", i, "] is ", t.shape[i], " in ", actual_layout, "; no extent may exceed 2^48");
     }
-    if (t.shape[i] > 0 && numel > kMaxElements / t.shape[i]) {
+    if (t.shape[i] > 0 && numel > kMaxExtent / t.shape[i]) {
       invalid(argument, "shape ", shape_text(t), " has more than 2^48 elements");
     }
     numel *= t.shape[i];

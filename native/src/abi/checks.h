@@ -10,13 +10,10 @@
 
 #include "core/error.h"
 #include "core/int_math.h"
+#include "core/limits.h"
 #include "core/tensor.h"
 
 namespace megamoe {
-
-// Limits shared by the routed plan and the MoE layer.
-constexpr int32_t kMaxTopK = 16;
-constexpr int32_t kMaxExperts = 1024;
 
 template <typename T>
 T& require_handle(T* handle, const char* argument) {

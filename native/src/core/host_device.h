@@ -4,6 +4,9 @@
 
 #if defined(__CUDACC__)
 #define MEGAMOE_HD __host__ __device__ __forceinline__
+// Unrolls the next loop in device code (host compilers would warn about the unknown pragma).
+#define MEGAMOE_UNROLL _Pragma("unroll")
 #else
 #define MEGAMOE_HD inline
+#define MEGAMOE_UNROLL
 #endif

@@ -12,10 +12,13 @@
 #include "core/error.h"
 #include "cuda/cuda_layers.h"
 #include "cuda/cuda_utils.h"
-#include "cuda/kernels.h"
+#include "cuda/sm90/gemm/gemm.h"
+#include "cuda/transforms.h"
 
 namespace megamoe {
 namespace {
+
+namespace sm90 = cuda::sm90;
 
 std::string version_text(int v) { return cat(v / 1000, ".", (v % 1000) / 10); }
 
@@ -166,31 +169,31 @@ class CudaBackend final : public Backend {
   }
 
   void gemm_dense(const ScaledTensor& a, const ScaledTensor& b, const Tensor& d, void* stream) override {
-    cuda::GemmArgs args = gemm_args(GemmKind::Dense, a, b, d);
-    args.rows = static_cast<uint32_t>(a.data.dim(0));
+    sm90::GemmArgs args = gemm_args(sm90::GemmKind::Dense, a, b, d);
+    args.params.layout.rows = static_cast<uint32_t>(a.data.dim(0));
     run(args, stream);
   }
   void gemm_contiguous(const ScaledTensor& a, const ScaledTensor& b, const Tensor& m_indices, const Tensor& d,
                        void* stream) override {
-    cuda::GemmArgs args = gemm_args(GemmKind::Contiguous, a, b, d);
-    args.rows = static_cast<uint32_t>(a.data.dim(0));
-    args.layout = m_indices.data;
+    sm90::GemmArgs args = gemm_args(sm90::GemmKind::Contiguous, a, b, d);
+    args.params.layout.rows = static_cast<uint32_t>(a.data.dim(0));
+    args.params.layout.groups_data = m_indices.data;
     run(args, stream);
   }
   void gemm_offsets(const ScaledTensor& a, const ScaledTensor& b, const Tensor& offsets, const Tensor& d,
                     void* stream) override {
-    cuda::GemmArgs args = gemm_args(GemmKind::Offsets, a, b, d);
-    args.rows = static_cast<uint32_t>(a.data.dim(0));
-    args.layout = offsets.data;
-    args.layout_int64 = offsets.dtype == MEGAMOE_DTYPE_INT64;
+    sm90::GemmArgs args = gemm_args(sm90::GemmKind::Offsets, a, b, d);
+    args.params.layout.rows = static_cast<uint32_t>(a.data.dim(0));
+    args.params.layout.groups_data = offsets.data;
+    args.params.layout.groups_int64 = offsets.dtype == MEGAMOE_DTYPE_INT64;
     run(args, stream);
   }
   void gemm_masked(const ScaledTensor& a, const ScaledTensor& b, const Tensor& masked_m, int64_t expected_m,
                    const Tensor& d, void* stream) override {
-    cuda::GemmArgs args = gemm_args(GemmKind::Masked, a, b, d);
-    args.max_m = static_cast<uint32_t>(a.data.dim(1));
-    args.rows = static_cast<uint32_t>(a.data.dim(0) * a.data.dim(1));
-    args.layout = masked_m.data;
+    sm90::GemmArgs args = gemm_args(sm90::GemmKind::Masked, a, b, d);
+    args.params.layout.max_m = static_cast<uint32_t>(a.data.dim(1));
+    args.params.layout.rows = static_cast<uint32_t>(a.data.dim(0) * a.data.dim(1));
+    args.params.layout.groups_data = masked_m.data;
     args.expected_m = expected_m;
     run(args, stream);
   }
@@ -210,25 +213,25 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  static cuda::GemmArgs gemm_args(GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Tensor& d) {
-    cuda::GemmArgs args;
+  static sm90::GemmArgs gemm_args(sm90::GemmKind kind, const ScaledTensor& a, const ScaledTensor& b, const Tensor& d) {
+    sm90::GemmArgs args;
     args.kind = kind;
-    args.a = a.data.data;
-    args.sfa = a.scales.as<const float>();
     args.b = b.data.data;
-    args.sfb = b.scales.as<const float>();
-    args.d = d.data;
+    args.params.op.a = a.data.as<const uint8_t>();
+    args.params.op.sfa = a.scales.as<const float>();
+    args.params.op.sfb = b.scales.as<const float>();
+    args.params.op.d = d.as<__nv_bfloat16>();
     const int32_t r = b.data.rank;
-    args.n = static_cast<uint32_t>(b.data.dim(r - 2));
-    args.k = static_cast<uint32_t>(b.data.dim(r - 1));
-    args.groups = r == 3 ? static_cast<uint32_t>(b.data.dim(0)) : 1;
+    args.params.layout.n = static_cast<uint32_t>(b.data.dim(r - 2));
+    args.params.layout.k = static_cast<uint32_t>(b.data.dim(r - 1));
+    args.params.layout.groups = r == 3 ? static_cast<uint32_t>(b.data.dim(0)) : 1;
     return args;
   }
 
-  void run(const cuda::GemmArgs& args, void* stream) {
-    if (args.rows == 0) return;
+  void run(const sm90::GemmArgs& args, void* stream) {
+    if (args.params.layout.rows == 0) return;
     cuda::DeviceGuard guard(device_);
-    cuda::gemm(args, limits_, cuda::as_stream(stream));
+    sm90::gemm(args, limits_, cuda::as_stream(stream));
   }
 
   int32_t device_;

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "core/backend.h"
-#include "cuda/kernels.h"
+#include "cuda/cuda_utils.h"
 
 namespace megamoe::cuda {
 

@@ -48,6 +48,12 @@ class DeviceGuard {
   int previous_ = 0;
 };
 
+// What the launchers need to know of the backend's device.
+struct DeviceLimits {
+  int device = 0;
+  int num_sms = 132;
+};
+
 // Runs `set` once per device (up to 64 devices; beyond that every time): for per-kernel attributes
 // such as the dynamic shared memory limit.
 template <typename Set>

@@ -67,7 +67,7 @@ void launch_moe_prepare(const MoePrepareArgs& args, int device, int num_sms, cud
   static std::atomic<uint64_t> attribute_set{0};
   once_per_device(attribute_set, device, [] {
     check(cudaFuncSetAttribute(moe_prepare_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(routing_smem_bytes(kRoutingMaxExperts))),
+                               static_cast<int>(routing_smem_bytes(kMaxExperts))),
           "cudaFuncSetAttribute(moe_prepare_kernel)");
   });
   // Enough blocks to stream x at full bandwidth (16 elements a lane), at most two waves.

@@ -16,8 +16,9 @@
 #include "core/error.h"
 #include "cuda/cuda_layers.h"
 #include "cuda/cuda_utils.h"
-#include "cuda/kernels.h"
 #include "cuda/moe_kernels.h"
+#include "cuda/sm90/gemm/gemm.h"
+#include "cuda/transforms.h"
 
 namespace megamoe::cuda {
 namespace {
@@ -186,50 +187,51 @@ class CudaMoeLayer final : public MoeLayer {
     prep.y = args.y.as<__nv_bfloat16>();
     launch_moe_prepare(prep, limits_.device, limits_.num_sms, s);
 
-    GemmArgs up = routed_args(static_cast<uint32_t>(tokens) * k);
-    up.epilogue = GemmEpilogue::SwigluFp8;
-    up.a = quantized ? args.x.data : qx_.get();
-    up.sfa = quantized ? args.x_scales->as<const float>() : sx_.get<float>();
+    sm90::GemmArgs up = routed_args(sm90::GemmEpilogue::SwigluFp8, static_cast<uint32_t>(tokens) * k, 2 * i, h);
     up.b = w13_.get();
-    up.sfb = s13_.get<float>();
-    up.n = 2 * i;
-    up.k = h;
-    up.slot_weights = args.topk_weights.as<const float>();
-    up.act = act_.get<uint8_t>();
-    up.act_scales = act_scales_.get<float>();
-    up.act_cols = i;
-    up.weight_scale = spec_.routed_scaling_factor;
-    up.alpha = spec_.activation.alpha;
-    up.beta = spec_.activation.beta;
-    up.clamp = spec_.activation.clamp;
     up.expert_specialization = spec_.expert_specialization_up;
-    gemm(up, limits_, s);
+    up.params.op.a = quantized ? args.x.as<const uint8_t>() : qx_.get<const uint8_t>();
+    up.params.op.sfa = quantized ? args.x_scales->as<const float>() : sx_.get<const float>();
+    up.params.op.sfb = s13_.get<const float>();
+    up.params.routed.slot_weights = args.topk_weights.as<const float>();
+    sm90::SwigluParams& act = up.params.swiglu;
+    act.act = act_.get<uint8_t>();
+    act.act_scales = act_scales_.get<float>();
+    act.act_cols = i;
+    act.weight_scale = spec_.routed_scaling_factor;
+    act.alpha = spec_.activation.alpha;
+    act.beta = spec_.activation.beta;
+    act.clamp = spec_.activation.clamp;
+    sm90::gemm(up, limits_, s);
 
-    GemmArgs down = routed_args(static_cast<uint32_t>(tokens) * k);
-    down.epilogue = GemmEpilogue::CombineF32;
-    down.a = act_.get();
-    down.sfa = act_scales_.get<float>();
+    sm90::GemmArgs down = routed_args(sm90::GemmEpilogue::CombineF32, static_cast<uint32_t>(tokens) * k, h, i);
     down.b = w2_.get();
-    down.sfb = s2_.get<float>();
-    down.n = h;
-    down.k = i;
-    down.z = z_.get<float>();
-    down.counters = counters_.get<int32_t>();
-    down.token_masks = token_masks_.get<uint32_t>();
-    down.y = args.y.data;
     down.expert_specialization = spec_.expert_specialization_down;
-    gemm(down, limits_, s);
+    down.params.op.a = act_.get<const uint8_t>();
+    down.params.op.sfa = act_scales_.get<const float>();
+    down.params.op.sfb = s2_.get<const float>();
+    sm90::CombineParams& combine = down.params.combine;
+    combine.z = z_.get<float>();
+    combine.counters = counters_.get<int32_t>();
+    combine.token_masks = token_masks_.get<const uint32_t>();
+    combine.y = args.y.as<__nv_bfloat16>();
+    sm90::gemm(down, limits_, s);
   }
 
  private:
-  GemmArgs routed_args(uint32_t rows) const {
-    GemmArgs g;
-    g.kind = GemmKind::Routed;
-    g.layout = offsets_.get();
-    g.rows = rows;
-    g.groups = static_cast<uint32_t>(spec_.num_experts);
-    g.row_slot = order_.get<int32_t>();
-    g.top_k = static_cast<uint32_t>(spec_.top_k);
+  // A GEMM over the routed slots [rows] of this layer's experts, N x K.
+  sm90::GemmArgs routed_args(sm90::GemmEpilogue epilogue, uint32_t rows, uint32_t n, uint32_t k) const {
+    sm90::GemmArgs g;
+    g.kind = sm90::GemmKind::Routed;
+    g.epilogue = epilogue;
+    sm90::KernelParams& p = g.params;
+    p.layout.groups_data = offsets_.get();
+    p.layout.rows = rows;
+    p.layout.n = n;
+    p.layout.k = k;
+    p.layout.groups = static_cast<uint32_t>(spec_.num_experts);
+    p.routed.row_slot = order_.get<int32_t>();
+    p.routed.top_k = static_cast<uint32_t>(spec_.top_k);
     return g;
   }
 
@@ -245,9 +247,9 @@ class CudaMoeLayer final : public MoeLayer {
 std::unique_ptr<MoeLayer> make_moe_layer(const DeviceLimits& limits, const MoeLayerSpec& spec, const MoeWeights& weights,
                                          void* stream) {
   // H is the up-projection's K and I the down-projection's.
-  if (spec.hidden / 128 > kGemmMaxKBlocks || spec.intermediate / 128 > kGemmMaxKBlocks) {
+  if (spec.hidden / 128 > sm90::kGemmMaxKBlocks || spec.intermediate / 128 > sm90::kGemmMaxKBlocks) {
     fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA MoE layer supports hidden and intermediate sizes up to ",
-         kGemmMaxKBlocks * 128, " (got H = ", spec.hidden, ", I = ", spec.intermediate, ")");
+         sm90::kGemmMaxKBlocks * 128, " (got H = ", spec.hidden, ", I = ", spec.intermediate, ")");
   }
   DeviceGuard guard(limits.device);
   return std::make_unique<CudaMoeLayer>(limits, spec, weights, as_stream(stream));

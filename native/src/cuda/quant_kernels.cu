@@ -12,7 +12,7 @@
 #include "core/formats.h"
 #include "core/layouts.h"
 #include "cuda/cuda_utils.h"
-#include "cuda/kernels.h"
+#include "cuda/transforms.h"
 #include "cuda/quant_device.cuh"
 
 namespace megamoe::cuda {

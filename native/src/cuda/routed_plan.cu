@@ -8,8 +8,8 @@
 #include "core/backend.h"
 #include "cuda/cuda_utils.h"
 #include "cuda/cuda_layers.h"
-#include "cuda/kernels.h"
 #include "cuda/routing.cuh"
+#include "cuda/sm90/gemm/gemm.h"
 
 namespace megamoe::cuda {
 namespace {
@@ -39,25 +39,26 @@ class CudaRoutedPlan final : public RoutedPlan {
     routing.order = order_.get<int32_t>();
     launch_routing(routing, limits_.device, s);
 
-    GemmArgs g;
-    g.kind = GemmKind::Routed;
-    g.epilogue = GemmEpilogue::RoutedBf16;
-    g.a = args.a.data.data;
-    g.sfa = args.a.scales.as<const float>();
+    sm90::GemmArgs g;
+    g.kind = sm90::GemmKind::Routed;
+    g.epilogue = sm90::GemmEpilogue::RoutedBf16;
     g.b = args.b.data.data;
-    g.sfb = args.b.scales.as<const float>();
-    g.layout = offsets_.get();
-    g.d = args.d.data;
-    g.rows = static_cast<uint32_t>(tokens * spec_.top_k);
-    g.n = static_cast<uint32_t>(spec_.n);
-    g.k = static_cast<uint32_t>(spec_.k);
-    g.groups = static_cast<uint32_t>(spec_.num_experts);
-    g.row_slot = order_.get<int32_t>();
-    g.top_k = static_cast<uint32_t>(spec_.top_k);
     g.expert_specialization = (spec_.flags & MEGAMOE_PLAN_EXPERT_SPECIALIZATION) != 0;
-    g.dropped_segment = true;
-    g.slot_weights = args.topk_weights ? args.topk_weights->as<const float>() : nullptr;
-    gemm(g, limits_, s);
+    sm90::KernelParams& p = g.params;
+    p.op.a = args.a.data.as<const uint8_t>();
+    p.op.sfa = args.a.scales.as<const float>();
+    p.op.sfb = args.b.scales.as<const float>();
+    p.op.d = args.d.as<__nv_bfloat16>();
+    p.layout.groups_data = offsets_.get();
+    p.layout.rows = static_cast<uint32_t>(tokens * spec_.top_k);
+    p.layout.n = static_cast<uint32_t>(spec_.n);
+    p.layout.k = static_cast<uint32_t>(spec_.k);
+    p.layout.groups = static_cast<uint32_t>(spec_.num_experts);
+    p.routed.row_slot = order_.get<int32_t>();
+    p.routed.top_k = static_cast<uint32_t>(spec_.top_k);
+    p.routed.dropped_segment = true;
+    p.routed.slot_weights = args.topk_weights ? args.topk_weights->as<const float>() : nullptr;
+    sm90::gemm(g, limits_, s);
   }
 
  private:
@@ -70,9 +71,9 @@ class CudaRoutedPlan final : public RoutedPlan {
 }  // namespace
 
 std::unique_ptr<RoutedPlan> make_routed_plan(const DeviceLimits& limits, const RoutedPlanSpec& spec) {
-  if (spec.n % 128 != 0 || spec.k % 128 != 0 || spec.k / 128 > kGemmMaxKBlocks) {
+  if (spec.n % 128 != 0 || spec.k % 128 != 0 || spec.k / 128 > sm90::kGemmMaxKBlocks) {
     fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA routed GEMM needs N and K multiples of 128 and K <= ",
-         kGemmMaxKBlocks * 128, " (got N = ", spec.n, ", K = ", spec.k, ")");
+         sm90::kGemmMaxKBlocks * 128, " (got N = ", spec.n, ", K = ", spec.k, ")");
   }
   return std::make_unique<CudaRoutedPlan>(limits, spec);
 }

@@ -21,7 +21,7 @@ void launch_routing(const RoutingArgs& args, int device, cudaStream_t stream) {
   static std::atomic<uint64_t> attribute_set{0};
   once_per_device(attribute_set, device, [] {
     check(cudaFuncSetAttribute(routing_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(routing_smem_bytes(kRoutingMaxExperts))),
+                               static_cast<int>(routing_smem_bytes(kMaxExperts))),
           "cudaFuncSetAttribute(routing_kernel)");
   });
   routing_kernel<<<1, kRoutingThreads, smem, stream>>>(args);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/sm90/gemm/variants.h"
 #include "megamoe/megamoe.h"
 #include "support/test_support.h"
 
@@ -120,8 +121,8 @@ class TileOverride {
   ~TileOverride() { unsetenv("MEGAMOE_CUDA_GEMM_TILE"); }
 };
 
-// "" (heuristic) and every instantiated tile (core/gemm_heuristics.h kGemmTiles), each without
-// ("x1") and with ("x2", 2-CTA cluster sharing A by TMA multicast, where N allows) multicast.
+// "" (heuristic) and every instantiated plain-layout variant (cuda/sm90/gemm/variants.h), as
+// "BMxBNxC": C = 1 without and C = 2 with a 2-CTA cluster sharing A by TMA multicast (where N allows).
 // MEGAMOE_TEST_TILES="128x256x1,64x128x2" narrows the list (e.g. for compute-sanitizer runs).
 inline std::vector<std::string> all_tiles() {
   std::vector<std::string> tiles = {""};
@@ -135,9 +136,9 @@ inline std::vector<std::string> all_tiles() {
     }
     return tiles;
   }
-  for (const char* shape : {"128x256", "128x128", "128x64", "128x32", "64x128", "64x64", "64x32"}) {
-    tiles.push_back(std::string(shape) + "x1");
-    tiles.push_back(std::string(shape) + "x2");
+  for (const auto& v : megamoe::cuda::sm90::kGemmVariants) {
+    if (v.kind != megamoe::cuda::sm90::GemmKind::Dense) continue;  // every plain layout has the same tiles
+    tiles.push_back(std::to_string(v.block_m) + "x" + std::to_string(v.block_n) + "x" + std::to_string(v.multicast));
   }
   return tiles;
 }

@@ -1,5 +1,5 @@
-// Epilogues of the routed and fused GEMMs (cuda/gemm_params.h GemmEpilogue), straight from the
-// math warpgroups' float32 accumulators to global memory.
+// Epilogues of the routed and fused GEMMs (variants.h GemmEpilogue), straight from the math
+// warpgroups' float32 accumulators to global memory.
 //
 // Accumulator fragment of one thread (wgmma m64nWk32, W = kWaveN columns per N-wave): for wave w
 // and 8-column chunk i, acc[w * W/2 + 4i + {0, 1}] are row r0, columns w*W + 8i + 2q + {0, 1}, and
@@ -14,9 +14,10 @@
 
 #include <cstdint>
 
-#include "core/gemm_schedule.h"
-#include "cuda/gemm_params.h"
-#include "cuda/sm90_ptx.cuh"
+#include "core/limits.h"
+#include "cuda/sm90/gemm/params.h"
+#include "cuda/sm90/gemm/schedule.h"
+#include "cuda/sm90/ptx.cuh"
 
 namespace megamoe::cuda::sm90 {
 
@@ -36,10 +37,10 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
   for (uint32_t h = 0; h < 2; ++h) {
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
     if (row >= work.row_end) continue;
-    const int32_t slot = __ldg(p.row_slot + row);
+    const int32_t slot = __ldg(p.routed.row_slot + row);
     float w = 1.0f;
-    if (work.group >= 0 && p.slot_weights != nullptr) w = __ldg(p.slot_weights + slot);
-    __nv_bfloat16* dst = p.d + static_cast<uint64_t>(slot) * p.n + work.n_block * BN;
+    if (work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
+    __nv_bfloat16* dst = p.op.d + static_cast<uint64_t>(slot) * p.layout.n + work.n_block * BN;
 #pragma unroll
     for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
       if (wave < f.first_wave || wave > f.last_wave) continue;
@@ -49,7 +50,7 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
         float v0 = v[0], v1 = v[1];
         if (work.group < 0) {
           v0 = 0.0f, v1 = 0.0f;
-        } else if (p.slot_weights != nullptr) {
+        } else if (p.routed.slot_weights != nullptr) {
           v0 *= w, v1 *= w;
         }
         *reinterpret_cast<uint32_t*>(dst + wave * kWaveN + 8 * i + 2 * f.q) = pack_bf16x2(v0, v1);
@@ -60,12 +61,12 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
 
 // docs/NUMERICS.md section 4 step 3, in float32.
 __device__ __forceinline__ float gated_activation(float g, float u, const KernelParams& p, float weight) {
-  if (p.clamp > 0.0f) {
-    g = fminf(g, p.clamp);
-    u = fminf(fmaxf(u, -p.clamp), p.clamp);
+  if (p.swiglu.clamp > 0.0f) {
+    g = fminf(g, p.swiglu.clamp);
+    u = fminf(fmaxf(u, -p.swiglu.clamp), p.swiglu.clamp);
   }
-  const float s = 1.0f / (1.0f + expf(-(p.alpha * g)));
-  const float a = (g * s) * (u + p.beta);
+  const float s = 1.0f / (1.0f + expf(-(p.swiglu.alpha * g)));
+  const float a = (g * s) * (u + p.swiglu.beta);
   return a * weight;
 }
 
@@ -86,7 +87,7 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
     const bool valid = row < work.row_end;
     float weight = 0.0f;
-    if (valid) weight = __ldg(p.slot_weights + __ldg(p.row_slot + row)) * p.weight_scale;
+    if (valid) weight = __ldg(p.routed.slot_weights + __ldg(p.routed.row_slot + row)) * p.swiglu.weight_scale;
     float amax = 0.0f;
 #pragma unroll
     for (uint32_t wave = 0; wave < 2; ++wave) {
@@ -121,7 +122,7 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
     if (row >= work.row_end) continue;
     const float sf = fmaxf(amax_row[h], 1e-4f) / 448.0f;
     const float inv = 1.0f / sf;
-    uint8_t* dst = p.act + static_cast<uint64_t>(row) * p.act_cols + work.n_block * 128;
+    uint8_t* dst = p.swiglu.act + static_cast<uint64_t>(row) * p.swiglu.act_cols + work.n_block * 128;
 #pragma unroll
     for (uint32_t wave = 0; wave < 2; ++wave) {
       if (wave < f.first_wave || wave > f.last_wave) continue;
@@ -131,7 +132,7 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
         *reinterpret_cast<uint16_t*>(dst + wave * 64 + m * 8 + 2 * f.q) = pack_fp8x2(v[0] * inv, v[1] * inv);
       }
     }
-    if (f.q == 0 && f.first_wave == 0) p.act_scales[static_cast<uint64_t>(row) * (p.act_cols / 128) + work.n_block] = sf;
+    if (f.q == 0 && f.first_wave == 0) p.swiglu.act_scales[static_cast<uint64_t>(row) * (p.swiglu.act_cols / 128) + work.n_block] = sf;
   }
 }
 
@@ -144,7 +145,7 @@ __device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const Ti
   for (uint32_t h = 0; h < 2; ++h) {
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
     if (row >= work.row_end) continue;
-    float* dst = p.z + static_cast<uint64_t>(__ldg(p.row_slot + row)) * p.n + work.n_block * BN;
+    float* dst = p.combine.z + static_cast<uint64_t>(__ldg(p.routed.row_slot + row)) * p.layout.n + work.n_block * BN;
 #pragma unroll
     for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
       if (wave < f.first_wave || wave > f.last_wave) continue;
@@ -165,7 +166,6 @@ __device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const Ti
 template <uint32_t BM, uint32_t BN, uint32_t kMathThreads>
 __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const TileWork& work, int32_t* list,
                                                     uint32_t barrier) {
-  constexpr uint32_t kMaxTopK = 16;
   const uint32_t tid = threadIdx.x;
   int32_t* masks = list + BM;
   int32_t* count = list + 2 * BM;
@@ -175,10 +175,10 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
   if (tid < BM) {
     const uint32_t row = work.row_begin + tid;
     if (row < work.row_end) {
-      const uint32_t t = static_cast<uint32_t>(__ldg(p.row_slot + row)) / p.top_k;
-      const uint32_t mask = __ldg(p.token_masks + t);
+      const uint32_t t = static_cast<uint32_t>(__ldg(p.routed.row_slot + row)) / p.routed.top_k;
+      const uint32_t mask = __ldg(p.combine.token_masks + t);
       const int32_t done =
-          atomic_add_acq_rel_gpu(p.counters + static_cast<uint64_t>(t) * (p.n / BN) + work.n_block, 1) + 1;
+          atomic_add_acq_rel_gpu(p.combine.counters + static_cast<uint64_t>(t) * (p.layout.n / BN) + work.n_block, 1) + 1;
       if (done == __popc(mask)) {
         const int32_t at = atomicAdd(count, 1);
         list[at] = static_cast<int32_t>(t);
@@ -197,12 +197,12 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
     const uint32_t col = work.n_block * BN + (i % (BN / 4)) * 4;
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 1
-    for (uint32_t j0 = 0; j0 < kMaxTopK && (mask >> j0) != 0; j0 += kBatch) {
+    for (uint32_t j0 = 0; j0 < static_cast<uint32_t>(kMaxTopK) && (mask >> j0) != 0; j0 += kBatch) {
       float4 z[kBatch];
 #pragma unroll
       for (uint32_t j = 0; j < kBatch; ++j) {
         if (mask >> (j0 + j) & 1u) {
-          z[j] = __ldcg(reinterpret_cast<const float4*>(p.z + (uint64_t{t} * p.top_k + j0 + j) * p.n + col));
+          z[j] = __ldcg(reinterpret_cast<const float4*>(p.combine.z + (uint64_t{t} * p.routed.top_k + j0 + j) * p.layout.n + col));
         }
       }
 #pragma unroll
@@ -210,7 +210,7 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
         if (mask >> (j0 + j) & 1u) sum.x += z[j].x, sum.y += z[j].y, sum.z += z[j].z, sum.w += z[j].w;
       }
     }
-    *reinterpret_cast<uint2*>(p.y + uint64_t{t} * p.n + col) = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
+    *reinterpret_cast<uint2*>(p.combine.y + uint64_t{t} * p.layout.n + col) = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
   }
   // The list is rewritten by the next tile.
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);

@@ -1,5 +1,5 @@
-// Tile scheduling index math of the SM90 block-scaled GEMM kernels (src/cuda/gemm_*.cuh), shared
-// with the CPU unit tests (tests/native/test_gemm_schedule.cpp).
+// Tile scheduling index math of the SM90 block-scaled GEMM kernel (scheduler.cuh runs it on the
+// device), plain C++ shared with the CPU unit tests (tests/native/test_gemm_schedule.cpp).
 //
 // A persistent kernel runs one CTA per SM; CTA `c` of `C` takes the tiles c, c + C, c + 2C, ... of
 // one global tile numbering. Tiles are BLOCK_M x BLOCK_N pieces of the output. Grouped layouts
@@ -9,7 +9,7 @@
 //   contiguous  one segment [0, M); the group of each tile is read from m_indices by the kernel;
 //   masked      segment e = [e * max_m, e * max_m + masked_m[e]), group e;
 //   offsets     [0, off[0]) group -1, then [off[e], off[e+1]) group e, then [off[E], M) group -1;
-//   routed      the slots of a batch grouped by expert on the device (cuda/routing_kernels.cu):
+//   routed      the slots of a batch grouped by expert on the device (cuda/routing.cuh):
 //               segment e = [off[e], off[e+1]) group e, then the dropped slots [off[E], off[E+1])
 //               as group -1 (written as zeros where the output has one row per slot).
 // Inside a segment tiles are ordered for L2 reuse (swizzle_tile); with TMA multicast of A across a
@@ -22,7 +22,7 @@
 #include "core/host_device.h"
 #include "core/int_math.h"
 
-namespace megamoe {
+namespace megamoe::cuda::sm90 {
 
 MEGAMOE_HD uint32_t sched_min(uint32_t a, uint32_t b) { return a < b ? a : b; }
 MEGAMOE_HD int64_t sched_clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
@@ -121,10 +121,14 @@ struct TileWork {
 
 // Walks the segments of a grouped layout in the order of the global tile numbering. A CTA asks for
 // increasing tile indices only, so each CTA reads every segment descriptor at most once.
-// `segment_at(s)` returns segment s of `num_segments`.
+// `segment_at(s)` returns segment s of `num_segments`. Moving on reads the next kLookahead segment
+// descriptors with independent loads, so a run of empty segments (a decode batch that routes to 8
+// of 256 experts) costs one memory latency per kLookahead segments instead of one per segment.
 template <typename SegmentAt>
 class SegmentWalker {
  public:
+  static constexpr uint32_t kLookahead = 8;
+
   MEGAMOE_HD SegmentWalker(SegmentAt segment_at, uint32_t num_segments, uint32_t block_m, uint32_t num_n_blocks,
                            uint32_t band, uint32_t pair = 1, uint32_t narrow_m = 0)
       : segment_at_(segment_at),
@@ -134,16 +138,12 @@ class SegmentWalker {
         num_n_blocks_(num_n_blocks),
         band_(band),
         pair_(pair) {
-    load();
+    if (num_segments_ > 0) set_current(segment_at_(0));
   }
 
   // Tile `index` of the numbering; false once `index` is past the last tile.
   MEGAMOE_HD bool find(uint32_t index, TileWork& work) {
-    while (segment_ < num_segments_ && index >= tiles_before_ + tiles_) {
-      tiles_before_ += tiles_;
-      ++segment_;
-      load();
-    }
+    while (segment_ < num_segments_ && index >= tiles_before_ + tiles_) advance(index);
     if (segment_ >= num_segments_) return false;
     const TileCoord t = swizzle_tile_grouped(index - tiles_before_, m_blocks_, num_n_blocks_, band_, pair_);
     work.row_begin = current_.row_begin + t.m_block * segment_block_m_;
@@ -155,9 +155,29 @@ class SegmentWalker {
   }
 
  private:
-  MEGAMOE_HD void load() {
-    if (segment_ >= num_segments_) return;
-    current_ = segment_at_(segment_);
+  // Leaves the current segment for the next ones, up to kLookahead of them: stops at the first that
+  // holds `index`, after the last segment, or at the end of the batch (find() then asks again).
+  // Invariant on return: tiles_before_ counts the tiles of the segments before segment_.
+  MEGAMOE_HD void advance(uint32_t index) {
+    Segment next[kLookahead];
+MEGAMOE_UNROLL
+    for (uint32_t j = 0; j < kLookahead; ++j) {
+      const uint32_t s = segment_ + 1 + j;
+      next[j] = s < num_segments_ ? segment_at_(s) : Segment{0, 0, -1};
+    }
+    tiles_before_ += tiles_;
+MEGAMOE_UNROLL
+    for (uint32_t j = 0; j < kLookahead; ++j) {
+      ++segment_;
+      if (segment_ >= num_segments_) return;
+      set_current(next[j]);
+      if (j + 1 == kLookahead || index < tiles_before_ + tiles_) return;
+      tiles_before_ += tiles_;
+    }
+  }
+
+  MEGAMOE_HD void set_current(const Segment& segment) {
+    current_ = segment;
     const uint32_t rows = current_.row_end > current_.row_begin ? current_.row_end - current_.row_begin : 0;
     segment_block_m_ = segment_block_m(rows, block_m_, narrow_m_);
     m_blocks_ = ceil_div<uint32_t>(rows, segment_block_m_);
@@ -200,4 +220,4 @@ MEGAMOE_HD int32_t contiguous_row_group(int32_t index, uint32_t num_groups) {
   return index >= 0 && static_cast<uint32_t>(index) < num_groups ? index : -1;
 }
 
-}  // namespace megamoe
+}  // namespace megamoe::cuda::sm90

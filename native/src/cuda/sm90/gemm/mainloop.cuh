@@ -1,0 +1,114 @@
+// The math warpgroups' mainloop of the SM90 GEMM kernel (docs/NUMERICS.md section 3): per 128-K
+// block, wgmma m64nWk32 E4M3 x E4M3 chains into a fresh float32 partial (W = min(BLOCK_N, 128);
+// BLOCK_N = 256 runs two N-waves), then the promotion acc = fma(sa * sb, partial, acc) on CUDA
+// cores with the scale product rounded first.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/sm90/gemm/config.cuh"
+#include "cuda/sm90/gemm/params.h"
+#include "cuda/sm90/gemm/scheduler.cuh"
+#include "cuda/sm90/ptx.cuh"
+
+namespace megamoe::cuda::sm90 {
+
+// Which rows and N-waves a math thread computes for the current tile.
+struct MathTile {
+  int32_t group;        // B group (expert); -1: the tile is written as zeros, no MMA
+  bool wg_active;       // this warpgroup's rows hold at least one row of the tile's segment
+  bool wide;            // expert specialization: both warpgroups take the tile's 64 rows, one N-wave each
+  uint32_t r0;          // tile-local row of acc[.. + {0, 1}]; r0 + 8 holds acc[.. + {2, 3}]
+  uint32_t first_wave;  // N-waves [first_wave, last_wave] are this warpgroup's
+  uint32_t last_wave;
+  uint32_t a_row_base;  // first tile row of this warpgroup's A operand
+};
+
+// Warp-collective (contiguous layouts read m_indices with every lane).
+template <class Cfg>
+__device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileWork& work, uint32_t warp, uint32_t lane,
+                                              uint32_t wg) {
+  MathTile t;
+  t.group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
+  t.wide = Cfg::kCanWiden && work.block_rows < Cfg::kBlockM;
+  t.a_row_base = t.wide ? 0 : wg * 64;
+  t.r0 = t.a_row_base + (warp % 4) * 16 + lane / 4;
+  t.first_wave = t.wide ? wg : 0;
+  t.last_wave = t.wide ? wg : Cfg::kNWaves - 1;
+  if constexpr (Cfg::kKind == GemmKind::Contiguous) {
+    int32_t wg_group;
+    contiguous_tile_groups<Cfg::kBlockM>(static_cast<const int32_t*>(p.layout.groups_data), p.layout.rows,
+                                         p.layout.groups, work.row_begin, lane, wg, t.group, wg_group);
+    t.wg_active = wg_group >= 0;
+  } else {
+    // Broadcast from lane 0 so that ptxas sees a warp-uniform branch around the wgmma chains:
+    // measured 3 % faster on dense and 7 % on masked shapes (bench/NOTES.md, run 30); branches it
+    // cannot prove uniform can make it serialize every wgmma (warning C7518, runs 25 and 29).
+    t.wg_active = __shfl_sync(0xFFFFFFFFu, work.row_begin + t.a_row_base < work.row_end ? 1 : 0, 0) != 0;
+  }
+  return t;
+}
+
+// Accumulates the tile into accum (zeroed first) and releases every stage it consumed.
+template <class Cfg>
+__device__ __forceinline__ void run_mainloop(const KernelParams& p, const SharedStorage<Cfg>& smem,
+                                             PipelineState<Cfg::kStages>& pipe, const MathTile& t,
+                                             float (&accum)[Cfg::kBlockN / 2]) {
+  constexpr uint32_t kWaveN = Cfg::kWaveN, kNWaves = Cfg::kNWaves;
+#pragma unroll
+  for (uint32_t i = 0; i < Cfg::kBlockN / 2; ++i) accum[i] = 0.0f;
+  if (t.group < 0) return;
+
+  const uint32_t num_kb = p.layout.k / kGemmBlockK;
+  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + t.a_row_base * kGemmBlockK;
+  const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.b));
+  const uint32_t r1 = t.r0 + 8;
+  for (uint32_t kb = 0; kb < num_kb; ++kb) {
+    const uint32_t stage = pipe.stage;
+    smem.full[stage].wait(pipe.phase);
+    float sb[kNWaves];
+#pragma unroll
+    for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem.sfb[stage * kNWaves + w];
+    if constexpr (Cfg::kGather) fence_view_async_shared();  // A rows were written by cp.async
+    if (t.wg_active) {
+      const float sa0 = smem.sfa[stage * Cfg::kBlockM + t.r0];
+      const float sa1 = smem.sfa[stage * Cfg::kBlockM + r1];
+#pragma unroll
+      for (uint32_t w = 0; w < kNWaves; ++w) {
+        if (w < t.first_wave || w > t.last_wave) continue;
+        float partial[kWaveN / 2];
+#pragma unroll
+        for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
+        wgmma_fence();
+#pragma unroll
+        for (uint32_t k = 0; k < kGemmBlockK / 32; ++k) {
+          wgmma<kWaveN>(smem_desc(a_base + stage * Cfg::kBytesA + k * 32),
+                        smem_desc(b_base + stage * Cfg::kBytesB + w * kWaveN * kGemmBlockK + k * 32), partial, k > 0);
+        }
+        wgmma_commit();
+#pragma unroll
+        for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
+        wgmma_wait_all();
+        if (w == t.last_wave) release_stage<Cfg::kMulticast>(smem.empty[stage]);
+        // Promotion: acc = fma(sa * sb, partial, acc), the scale product rounded first. For
+        // SwiGLU, 8-column chunk i is gate (even i, scale row 0) or up (odd i, scale row 1).
+        float* acc = accum + w * (kWaveN / 2);
+#pragma unroll
+        for (uint32_t i = 0; i < kWaveN / 8; ++i) {
+          const float b = Cfg::kEpi == GemmEpilogue::SwigluFp8 ? sb[i % 2] : sb[w];
+          const float s0 = sa0 * b;
+          const float s1 = sa1 * b;
+          acc[4 * i + 0] = __fmaf_rn(s0, partial[4 * i + 0], acc[4 * i + 0]);
+          acc[4 * i + 1] = __fmaf_rn(s0, partial[4 * i + 1], acc[4 * i + 1]);
+          acc[4 * i + 2] = __fmaf_rn(s1, partial[4 * i + 2], acc[4 * i + 2]);
+          acc[4 * i + 3] = __fmaf_rn(s1, partial[4 * i + 3], acc[4 * i + 3]);
+        }
+      }
+    } else {
+      release_stage<Cfg::kMulticast>(smem.empty[stage]);
+    }
+    pipe.advance();
+  }
+}
+
+}  // namespace megamoe::cuda::sm90

@@ -1,0 +1,136 @@
+// The producer warpgroup of the SM90 GEMM kernel: fills the kStages-deep ring of shared-memory
+// stages, one 128-K block of the A tile, the B tile and their scales per stage, through full/empty
+// mbarriers. Warp 0 issues the TMA loads of A and B (A multicast over the cluster when kMulticast > 1)
+// and its lanes stage the A scales (cp.async, so the producer never waits on their latency) and the
+// tile's B scales. Gathering epilogues copy A rows by token instead, from all four warps (warp w the
+// tile rows [32w, 32w + 32), so that a stage's row copies are in flight from 128 threads; one warp
+// alone is latency-bound on them), 128B swizzle written by hand.
+#pragma once
+
+#include <cuda.h>
+
+#include <cute/arch/cluster_sm90.hpp>
+#include <cute/arch/copy_sm90_desc.hpp>
+#include <cute/arch/copy_sm90_tma.hpp>
+
+#include <cstdint>
+
+#include "cuda/sm90/gemm/config.cuh"
+#include "cuda/sm90/gemm/params.h"
+#include "cuda/sm90/gemm/scheduler.cuh"
+#include "cuda/sm90/ptx.cuh"
+
+namespace megamoe::cuda::sm90 {
+
+template <class Cfg>
+__device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CUtensorMap& tmap_b, const KernelParams& p,
+                                             const SharedStorage<Cfg>& smem, uint32_t producer_warp, uint32_t lane) {
+  constexpr GemmKind kKind = Cfg::kKind;
+  constexpr uint32_t BM = Cfg::kBlockM, BN = Cfg::kBlockN, kMulticast = Cfg::kMulticast;
+  constexpr uint32_t kNWaves = Cfg::kNWaves;
+  constexpr uint32_t kBytesA = Cfg::kBytesA, kBytesB = Cfg::kBytesB;
+  constexpr bool kGather = Cfg::kGather;
+  if (!kGather && producer_warp != 0) return;
+
+  const uint32_t num_kb = p.layout.k / kGemmBlockK;
+  const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
+  const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfa));
+  const uint32_t sfb_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfb));
+  const uint32_t a_smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a));
+  const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.full));
+  int32_t* my_rows = smem.rows + producer_warp * 32;
+
+  TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
+  PipelineState<Cfg::kStages> pipe;
+  TileWork work;
+  while (scheduler.next(work)) {
+    int32_t group = work.group;
+    if constexpr (kKind == GemmKind::Contiguous) {
+      int32_t unused;
+      contiguous_tile_groups<BM>(static_cast<const int32_t*>(p.layout.groups_data), p.layout.rows, p.layout.groups,
+                                 work.row_begin, lane, 0, group, unused);
+    }
+    if (group < 0) continue;  // zero tile: nothing to load
+    uint32_t my_valid = 0;    // rows of this warp's 32 that belong to the tile's segment
+    if constexpr (kGather) {
+      // The token behind each of this warp's rows (rows past the segment are not loaded: their
+      // stale shared memory only reaches accumulator rows the epilogue never writes).
+      const uint32_t first = work.row_begin + producer_warp * 32;
+      my_valid = first < work.row_end ? min(32u, work.row_end - first) : 0u;
+      __syncwarp();
+      if (lane < my_valid) {
+        my_rows[lane] = static_cast<int32_t>(static_cast<uint32_t>(__ldg(p.routed.row_slot + first + lane)) / p.routed.top_k);
+      }
+      __syncwarp();
+    }
+    const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.layout.n + work.n_block * BN);
+    // Lanes 0 .. kNWaves-1 of warp 0 stage the tile's B scales with each K block: one row of the
+    // [N/128, K/128] scale matrix per N-wave; for SwiGLU the gate and the up row of the canonical
+    // (non-interleaved) scales, since the tile's interleaved columns are gate and up rows
+    // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
+    const bool stages_sfb = producer_warp == 0 && lane < kNWaves;
+    const float* sfb_row = p.op.sfb;
+    if (stages_sfb) {
+      uint32_t scale_row = (work.n_block * BN) / 128 + lane;
+      if constexpr (Cfg::kEpi == GemmEpilogue::SwigluFp8) scale_row = work.n_block + lane * (p.swiglu.act_cols / 128);
+      sfb_row = p.op.sfb + (static_cast<uint64_t>(group) * (p.layout.n / 128) + scale_row) * num_kb;
+    }
+    for (uint32_t kb = 0; kb < num_kb; ++kb) {
+      const uint32_t stage = pipe.stage;
+      smem.empty[stage].wait(pipe.phase ^ 1u);
+      if (producer_warp == 0 && lane == 0) {
+        uint64_t* bar = reinterpret_cast<uint64_t*>(&smem.full[stage]);
+        if constexpr (kGather) {
+          // A comes by cp.async below.
+        } else if constexpr (kMulticast > 1) {
+          // This CTA's half of the A tile, into the same stage of both CTAs of the cluster
+          // (the pair shares the m-block; each posts A + B bytes on its own full barrier).
+          const uint32_t rank = cute::block_rank_in_cluster();
+          cute::SM90_TMA_LOAD_MULTICAST_2D::copy(
+              &tmap_a, bar, static_cast<uint16_t>((1u << kMulticast) - 1u), hint,
+              smem.a + stage * kBytesA + rank * (BM / kMulticast) * kGemmBlockK, static_cast<int32_t>(kb * kGemmBlockK),
+              static_cast<int32_t>(work.row_begin + rank * (BM / kMulticast)));
+        } else {
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_a, bar, hint, smem.a + stage * kBytesA, static_cast<int32_t>(kb * kGemmBlockK),
+                                       static_cast<int32_t>(work.row_begin));
+        }
+        cute::SM90_TMA_LOAD_2D::copy(&tmap_b, bar, hint, smem.b + stage * kBytesB, static_cast<int32_t>(kb * kGemmBlockK),
+                                     b_row);
+      }
+      const uint32_t sfa_dst = sfa_base + stage * BM * 4;
+      if (stages_sfb) cp_async_4(sfb_base + (stage * kNWaves + lane) * 4, sfb_row + kb, 4u);
+      if constexpr (kGather) {
+        // Lane covers 16-byte chunk lane % 8 of rows lane / 8 + 4j of this warp's 32: each warp
+        // instruction reads 4 whole 128-byte rows and writes them conflict-free.
+        const uint32_t chunk = lane % 8;
+        const uint32_t a_dst = a_smem_base + stage * kBytesA;
+#pragma unroll
+        for (uint32_t j = 0; j < 8; ++j) {
+          const uint32_t r = lane / 8 + 4 * j;
+          if (r < my_valid) {
+            const uint8_t* src = p.op.a + static_cast<uint64_t>(my_rows[r]) * p.layout.k + kb * kGemmBlockK + chunk * 16;
+            cp_async_16(a_dst + swizzle128_offset(producer_warp * 32 + r, chunk), src, 16u);
+          }
+        }
+        if (lane < my_valid) {
+          cp_async_4(sfa_dst + (producer_warp * 32 + lane) * 4, p.op.sfa + static_cast<uint64_t>(my_rows[lane]) * num_kb + kb,
+                     4u);
+        }
+      } else {
+        // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
+        // never waits on their latency (a plain load here serializes every stage on it).
+#pragma unroll
+        for (uint32_t i = lane; i < BM; i += 32) {
+          const uint32_t row = work.row_begin + i;
+          const bool in = row < p.layout.rows;
+          cp_async_4(sfa_dst + i * 4, in ? p.op.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.op.sfa, in ? 4u : 0u);
+        }
+      }
+      cp_async_arrive_noinc(full_base + stage * 8);
+      if (producer_warp == 0 && lane == 0) smem.full[stage].arrive_and_expect_tx(kGather ? kBytesB : kBytesA + kBytesB);
+      pipe.advance();
+    }
+  }
+}
+
+}  // namespace megamoe::cuda::sm90

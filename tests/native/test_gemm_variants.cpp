@@ -1,0 +1,156 @@
+// CPU tests of the SM90 GEMM variant table (cuda/sm90/gemm/variants.h), its shared-memory budget
+// (smem_budget.h) and the variant choice (heuristics.h): what the CUDA build instantiates and
+// dispatches is decided here, without nvcc.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include "cuda/sm90/gemm/heuristics.h"
+#include "cuda/sm90/gemm/smem_budget.h"
+#include "cuda/sm90/gemm/variants.h"
+
+namespace {
+
+namespace sm90 = megamoe::cuda::sm90;
+using sm90::GemmEpilogue;
+using sm90::GemmKind;
+using sm90::GemmVariant;
+
+const GemmVariant& variant_at(int index) { return sm90::kGemmVariants.at(static_cast<size_t>(index)); }
+
+TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
+  // Plain layouts: 7 tile shapes x multicast {1, 2} each; routed: 2 + 1 + 2 single-CTA variants.
+  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 5u);
+  std::set<std::tuple<int, int, uint32_t, uint32_t, uint32_t>> seen;
+  for (const GemmVariant& v : sm90::kGemmVariants) {
+    EXPECT_TRUE(sm90::gemm_variant_valid(v));
+    EXPECT_TRUE(seen.emplace(static_cast<int>(v.kind), static_cast<int>(v.epilogue), v.block_m, v.block_n, v.multicast).second);
+    EXPECT_EQ(v.kind == GemmKind::Routed, v.epilogue != GemmEpilogue::Bf16);
+  }
+  for (GemmKind kind : {GemmKind::Dense, GemmKind::Contiguous, GemmKind::Masked, GemmKind::Offsets}) {
+    for (auto [bm, bn] : {std::pair<uint32_t, uint32_t>{128, 256}, {128, 128}, {128, 64}, {128, 32}, {64, 128}, {64, 64}, {64, 32}}) {
+      for (uint32_t mc : {1u, 2u}) EXPECT_GE(sm90::gemm_variant_index({kind, GemmEpilogue::Bf16, bm, bn, mc}), 0);
+    }
+  }
+  EXPECT_GE(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 256, 1}), 0);
+  EXPECT_LT(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 128, 1}), 0);
+  EXPECT_LT(sm90::gemm_variant_index({GemmKind::Dense, GemmEpilogue::Bf16, 256, 128, 1}), 0);
+}
+
+TEST(GemmVariants, ValidityRules) {
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::Bf16, 96, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::Bf16, 128, 96, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::Bf16, 128, 128, 4}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::Bf16, 128, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::RoutedBf16, 128, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::CombineF32, 64, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::CombineF32, 128, 128, 2}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 128, 1}));
+  EXPECT_TRUE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 256, 1}));
+}
+
+TEST(GemmVariants, EveryVariantFitsSharedMemory) {
+  for (const GemmVariant& v : sm90::kGemmVariants) {
+    const bool tma_store = sm90::epilogue_tma_store(v.epilogue);
+    EXPECT_GE(sm90::gemm_num_stages(v.block_m, v.block_n, tma_store), 3u) << v.block_m << "x" << v.block_n;
+    EXPECT_LE(sm90::gemm_smem_bytes(v.block_m, v.block_n, tma_store), sm90::kGemmSmemCapacity);
+  }
+  // Epilogues that write from registers trade the D staging for pipeline depth.
+  EXPECT_GT(sm90::gemm_num_stages(128, 256, false), sm90::gemm_num_stages(128, 256, true));
+}
+
+TEST(GemmHeuristics, PlainChoicesAreInstantiatedAndSensible) {
+  sm90::GemmRequest r;
+  for (GemmKind kind : {GemmKind::Dense, GemmKind::Contiguous, GemmKind::Masked, GemmKind::Offsets}) {
+    for (int64_t m : {1, 20, 128, 4096}) {
+      for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}, {128, 128}}) {
+        r.kind = kind, r.rows = m * 8, r.max_m = m, r.groups = kind == GemmKind::Dense ? 1 : 8, r.n = n, r.k = k;
+        const int index = sm90::choose_gemm_variant(r);
+        ASSERT_GE(index, 0);
+        const GemmVariant& v = variant_at(index);
+        EXPECT_EQ(v.kind, kind);
+        EXPECT_EQ(v.epilogue, GemmEpilogue::Bf16);
+        EXPECT_EQ(n % v.block_n, 0);
+        EXPECT_TRUE(sm90::gemm_multicast_allowed(n, v.block_n, v.multicast));
+      }
+    }
+  }
+  // Large problems take the largest tile; tiny decode batches the 64-row one.
+  sm90::GemmProblem p;
+  p.kind = GemmKind::Dense, p.m = 4096, p.n = 4096, p.k = 7168, p.groups = 1;
+  EXPECT_EQ(sm90::choose_gemm_tile(p).block_m, 128u);
+  EXPECT_GE(sm90::choose_gemm_tile(p).block_n, 128u);
+  p.n = 384;  // not a multiple of 256: never the 128x256 tile
+  EXPECT_LE(sm90::choose_gemm_tile(p).block_n, 128u);
+  p.n = 4096;
+  p.kind = GemmKind::Masked, p.m = 20, p.groups = 32;
+  EXPECT_EQ(sm90::choose_gemm_tile(p).block_m, 64u);
+}
+
+TEST(GemmHeuristics, MaskedUsesTheExpectedRowsHint) {
+  sm90::GemmRequest r;
+  r.kind = GemmKind::Masked, r.groups = 32, r.max_m = 4096, r.rows = 32 * 4096, r.n = 4096, r.k = 7168;
+  r.expected_m = 20;
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_m, 64u);
+  r.expected_m = 0;  // unknown: max_m rows per group
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_m, 128u);
+}
+
+TEST(GemmHeuristics, RoutedRules) {
+  sm90::GemmRequest r;
+  r.kind = GemmKind::Routed, r.groups = 32, r.rows = 128 * 8, r.k = 7168;
+  // SwiGLU has only the 256-column variant: one quantization group per tile.
+  r.epilogue = GemmEpilogue::SwigluFp8, r.n = 4096;
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_n, 256u);
+  r.n = 384;  // 2I with I = 192 is never passed (I is a multiple of 128), but must not pick a wrong tile
+  EXPECT_LT(sm90::choose_gemm_variant(r), 0);
+  // Expert specialization needs the two N-waves of a wide tile.
+  r.epilogue = GemmEpilogue::CombineF32, r.n = 7168, r.expert_specialization = true;
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_n, 256u);
+  r.n = 128 * 3;  // 256 does not divide N: the narrow variant
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_n, 128u);
+  for (const GemmEpilogue e : {GemmEpilogue::RoutedBf16, GemmEpilogue::SwigluFp8, GemmEpilogue::CombineF32}) {
+    r.epilogue = e, r.n = 4096, r.expert_specialization = false;
+    const GemmVariant& v = variant_at(sm90::choose_gemm_variant(r));
+    EXPECT_EQ(v.kind, GemmKind::Routed);
+    EXPECT_EQ(v.epilogue, e);
+    EXPECT_EQ(v.block_m, 128u);
+    EXPECT_EQ(v.multicast, 1u);
+  }
+  // A forced plain tile steers the routed width as the model's choice would.
+  r.epilogue = GemmEpilogue::RoutedBf16, r.n = 4096;
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r, sm90::parse_gemm_tile_override("128x128x1"))).block_n, 128u);
+  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r, sm90::parse_gemm_tile_override("128x256"))).block_n, 256u);
+}
+
+TEST(GemmHeuristics, TileOverride) {
+  EXPECT_FALSE(sm90::parse_gemm_tile_override(nullptr).active());
+  EXPECT_FALSE(sm90::parse_gemm_tile_override("").active());
+  EXPECT_FALSE(sm90::parse_gemm_tile_override("999x1").active());  // no such variant: ignored
+  EXPECT_FALSE(sm90::parse_gemm_tile_override("garbage").active());
+  sm90::GemmProblem p;
+  p.m = 4096, p.n = 4096, p.k = 7168;
+  const auto forced = sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("64x32"));
+  EXPECT_EQ(forced.block_m, 64u);
+  EXPECT_EQ(forced.block_n, 32u);
+  EXPECT_EQ(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("128x64x1")).multicast, 1u);
+  EXPECT_EQ(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("128x64x2")).multicast, 2u);
+  p.n = 128 * 3;  // odd number of 128-column blocks: multicast not allowed, falls back to 1
+  EXPECT_EQ(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("128x128x2")).multicast, 1u);
+  p.n = 384;  // a forced 128x256 the problem does not allow is ignored
+  EXPECT_LE(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("128x256")).block_n, 128u);
+  // The environment variable the GPU tests and benchmarks set.
+  setenv("MEGAMOE_CUDA_GEMM_TILE", "64x64x1", 1);
+  const auto from_env = sm90::gemm_tile_override_from_env();
+  unsetenv("MEGAMOE_CUDA_GEMM_TILE");
+  EXPECT_EQ(from_env.block_m, 64u);
+  EXPECT_EQ(from_env.block_n, 64u);
+  EXPECT_EQ(from_env.multicast, 1u);
+  EXPECT_FALSE(sm90::gemm_tile_override_from_env().active());
+}
+
+}  // namespace
