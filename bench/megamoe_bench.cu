@@ -1,7 +1,9 @@
-// MegaMoe benchmark harness: times the CUDA backend through the public C API on the shapes of
-// ../shared/REFERENCE.md section 4, with a cuBLASLt FP8 (per-tensor scale) GEMM of equal FLOPs as
-// the same-run baseline, and writes bench/results/<date>-<card>.json:
-//   {commit, card, cuda, date, results: [{name, median_us, tflops, gbps, baseline_tflops, ...}]}
+// MegaMoe benchmark harness: times the CUDA backend through the public C API on DeepSeek-V3-shaped
+// GEMMs and MoE layers (the shapes and peer numbers of bench/NOTES.md), with a cuBLASLt FP8
+// (per-tensor scale) GEMM of equal FLOPs as the same-run baseline, and writes
+// bench/results/<date>-<card>.json:
+//   {commit, card, cuda, date, results: [{name, median_us, tflops, gbps, baseline_tflops, ...}],
+//    geomean_vs_cublaslt}
 // Protocol: inputs are random (never zeros), L2 is flushed (256 MiB memset) before every timed run,
 // each run is bracketed by CUDA events, the median of --reps runs is reported after 3 warm-ups.
 //
@@ -13,6 +15,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +27,7 @@
 #include <sys/stat.h>
 #include <vector>
 
+#include "cuda/sm90/gemm/variants.h"
 #include "megamoe/megamoe.h"
 
 namespace {
@@ -152,8 +157,55 @@ struct Timer {
       us.push_back(ms * 1000.0);
     }
     CUDA_OK(cudaGetLastError());
-    std::sort(us.begin(), us.end());
-    return us[us.size() / 2];
+    return median(us);
+  }
+
+  static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+
+  // What one eager call costs the caller (no L2 flush: the data stays hot, as in a decode loop):
+  // api_us, the host time inside the call; sync_us, call + stream synchronize; pipelined_us, the
+  // wall time per call of 100 calls back to back; kernel_us, the same calls' device time by events.
+  struct Eager {
+    double api_us, sync_us, pipelined_us, kernel_us;
+  };
+  Eager eager(const std::function<void()>& fn) {
+    using clock = std::chrono::steady_clock;
+    const auto us_between = [](clock::time_point a, clock::time_point b) {
+      return std::chrono::duration<double, std::micro>(b - a).count();
+    };
+    for (int i = 0; i < 5; ++i) fn();
+    CUDA_OK(cudaDeviceSynchronize());
+    std::vector<double> api, sync, kernel, pipelined;
+    for (int i = 0; i < reps; ++i) {
+      const auto t0 = clock::now();
+      fn();
+      const auto t1 = clock::now();
+      CUDA_OK(cudaStreamSynchronize(nullptr));
+      const auto t2 = clock::now();
+      api.push_back(us_between(t0, t1));
+      sync.push_back(us_between(t0, t2));
+    }
+    for (int i = 0; i < reps; ++i) {
+      CUDA_OK(cudaEventRecord(start));
+      fn();
+      CUDA_OK(cudaEventRecord(stop));
+      CUDA_OK(cudaEventSynchronize(stop));
+      float ms = 0;
+      CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
+      kernel.push_back(ms * 1000.0);
+    }
+    for (int i = 0; i < 5; ++i) {
+      constexpr int kCalls = 100;
+      const auto t0 = clock::now();
+      for (int c = 0; c < kCalls; ++c) fn();
+      CUDA_OK(cudaStreamSynchronize(nullptr));
+      pipelined.push_back(us_between(t0, clock::now()) / kCalls);
+    }
+    CUDA_OK(cudaGetLastError());
+    return {median(api), median(sync), median(pipelined), median(kernel)};
   }
 };
 
@@ -161,6 +213,62 @@ struct Timer {
 // cuBLASLt FP8 GEMM with per-tensor scales: D [M, N] bf16 = A [M, K] . B [N, K]^T (row-major),
 // i.e. column-major D^T [N, M] = op(B)^T... computed as (TN) with m = N, n = M.
 // ---------------------------------------------------------------------------------------------
+// One cuBLASLt problem, set up once: run() enqueues the GEMM on the legacy stream.
+class CublasGemm {
+ public:
+  CublasGemm(cublasLtHandle_t handle, const DevMem& workspace, const DevMem& scales, int64_t m, int64_t n, int64_t k)
+      : handle_(handle), workspace_(workspace), a_(size_t(m * k)), b_(size_t(n * k)), d_(size_t(m * n * 2)) {
+    random_fp8(a_);
+    random_fp8(b_);
+    LT_OK(cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    LT_OK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_OK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    const float* sp = scales.as<float>();
+    LT_OK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sp, sizeof sp));
+    LT_OK(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sp, sizeof sp));
+    // Column-major views: A_cm = B_row [K, N] (op T -> N x K); B_cm = A_row [K, M]; D_cm [N, M].
+    LT_OK(cublasLtMatrixLayoutCreate(&la_, CUDA_R_8F_E4M3, k, n, k));
+    LT_OK(cublasLtMatrixLayoutCreate(&lb_, CUDA_R_8F_E4M3, k, m, k));
+    LT_OK(cublasLtMatrixLayoutCreate(&lc_, CUDA_R_16BF, n, m, n));
+    LT_OK(cublasLtMatrixLayoutCreate(&ld_, CUDA_R_16BF, n, m, n));
+    cublasLtMatmulPreference_t pref{};
+    LT_OK(cublasLtMatmulPreferenceCreate(&pref));
+    const size_t ws = workspace_.bytes;
+    LT_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    int found = 0;
+    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle_, op_, la_, lb_, lc_, ld_, pref, 1, &result_, &found);
+    ok_ = hs == CUBLAS_STATUS_SUCCESS && found > 0;
+    cublasLtMatmulPreferenceDestroy(pref);
+  }
+  ~CublasGemm() {
+    cublasLtMatrixLayoutDestroy(la_);
+    cublasLtMatrixLayoutDestroy(lb_);
+    cublasLtMatrixLayoutDestroy(lc_);
+    cublasLtMatrixLayoutDestroy(ld_);
+    cublasLtMatmulDescDestroy(op_);
+  }
+  CublasGemm(const CublasGemm&) = delete;
+  CublasGemm& operator=(const CublasGemm&) = delete;
+
+  // False when cuBLASLt offers no algorithm for the problem.
+  bool ok() const { return ok_; }
+  void run() {
+    const float alpha = 1.0f, beta = 0.0f;
+    LT_OK(cublasLtMatmul(handle_, op_, &alpha, b_.p, la_, a_.p, lb_, &beta, d_.p, lc_, d_.p, ld_, &result_.algo,
+                         workspace_.p, workspace_.bytes, nullptr));
+  }
+
+ private:
+  cublasLtHandle_t handle_;
+  const DevMem& workspace_;
+  DevMem a_, b_, d_;
+  cublasLtMatmulDesc_t op_{};
+  cublasLtMatrixLayout_t la_{}, lb_{}, lc_{}, ld_{};
+  cublasLtMatmulHeuristicResult_t result_{};
+  bool ok_ = false;
+};
+
 struct CublasFp8 {
   cublasLtHandle_t handle{};
   DevMem workspace{size_t{64} << 20};
@@ -174,45 +282,8 @@ struct CublasFp8 {
 
   // Returns median microseconds, or -1 when cuBLASLt offers no algorithm.
   double time(Timer& timer, int64_t m, int64_t n, int64_t k) {
-    DevMem a(size_t(m * k)), b(size_t(n * k)), d(size_t(m * n * 2));
-    random_fp8(a);
-    random_fp8(b);
-    cublasLtMatmulDesc_t op{};
-    LT_OK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    LT_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    LT_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    const float* sp = scales.as<float>();
-    LT_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &sp, sizeof sp));
-    LT_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &sp, sizeof sp));
-    cublasLtMatrixLayout_t la{}, lb{}, lc{}, ld{};
-    // Column-major views: A_cm = B_row [K, N] (op T -> N x K); B_cm = A_row [K, M]; D_cm [N, M].
-    LT_OK(cublasLtMatrixLayoutCreate(&la, CUDA_R_8F_E4M3, k, n, k));
-    LT_OK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_8F_E4M3, k, m, k));
-    LT_OK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, n, m, n));
-    LT_OK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_16BF, n, m, n));
-    cublasLtMatmulPreference_t pref{};
-    LT_OK(cublasLtMatmulPreferenceCreate(&pref));
-    const size_t ws = workspace.bytes;
-    LT_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, op, la, lb, lc, ld, pref, 1, &result, &found);
-    double us = -1.0;
-    if (hs == CUBLAS_STATUS_SUCCESS && found > 0) {
-      const float alpha = 1.0f, beta = 0.0f;
-      us = timer.median_us([&] {
-        LT_OK(cublasLtMatmul(handle, op, &alpha, b.p, la, a.p, lb, &beta, d.p, lc, d.p, ld, &result.algo, workspace.p,
-                             ws, nullptr));
-      });
-    }
-    cublasLtMatmulPreferenceDestroy(pref);
-    cublasLtMatrixLayoutDestroy(la);
-    cublasLtMatrixLayoutDestroy(lb);
-    cublasLtMatrixLayoutDestroy(lc);
-    cublasLtMatrixLayoutDestroy(ld);
-    cublasLtMatmulDescDestroy(op);
-    return us;
+    CublasGemm gemm(handle, workspace, scales, m, n, k);
+    return gemm.ok() ? timer.median_us([&] { gemm.run(); }) : -1.0;
   }
 };
 
@@ -225,6 +296,8 @@ struct Result {
   // A same-run reference other than cuBLASLt (routed/es/moe cases): its name, value and unit.
   std::string ref_name, ref_unit;
   double ref_value = -1;
+  // Further named numbers of a case (host-overhead timings, active weight bytes...), in the JSON.
+  std::vector<std::pair<std::string, double>> extra;
 };
 
 void print_result(const Result& r) {
@@ -236,6 +309,7 @@ void print_result(const Result& r) {
     const double ratio = r.ref_unit == "us" ? r.ref_value / mine : mine / r.ref_value;
     std::printf("   %s %.1f %s (x%.2f)", r.ref_name.c_str(), r.ref_value, r.ref_unit.c_str(), ratio);
   }
+  for (const auto& [key, value] : r.extra) std::printf("   %s %.2f", key.c_str(), value);
   std::printf("\n");
   std::fflush(stdout);
 }
@@ -248,6 +322,17 @@ struct Bench {
   std::vector<Result> results;
 
   bool sweep = false;  // also time every tile configuration (log only; the JSON keeps the heuristic's)
+
+  // Geometric mean of ours / cuBLASLt over the dense and contiguous cases (the GEMM speed target).
+  double geomean_vs_cublaslt() const {
+    double log_sum = 0;
+    int count = 0;
+    for (const Result& r : results) {
+      const bool gemm = r.name.rfind("dense/", 0) == 0 || r.name.rfind("contiguous/", 0) == 0;
+      if (gemm && r.baseline_tflops > 0 && r.tflops > 0) log_sum += std::log(r.tflops / r.baseline_tflops), ++count;
+    }
+    return count > 0 ? std::exp(log_sum / count) : 0.0;
+  }
 
   // filter: comma-separated substrings, any of which selects a case.
   bool wanted(const std::string& name) const {
@@ -262,14 +347,17 @@ struct Bench {
     return false;
   }
 
-  // Times fn() with each instantiated tile forced (MEGAMOE_CUDA_GEMM_TILE) and prints the table.
+  // Times fn() with each instantiated plain-layout tile forced (MEGAMOE_CUDA_GEMM_TILE) and prints the table.
   void sweep_tiles(const std::string& name, double flops, const std::function<void()>& fn) {
     if (!sweep) return;
-    for (const char* tile : {"128x256x1", "128x256x2", "128x128x1", "128x128x2", "128x64x1", "128x64x2", "128x32x1", "128x32x2", "64x128x1",
-                             "64x128x2", "64x64x1", "64x64x2", "64x32x1", "64x32x2"}) {
-      setenv("MEGAMOE_CUDA_GEMM_TILE", tile, 1);
+    namespace sm90 = megamoe::cuda::sm90;
+    for (const sm90::GemmVariant& v : sm90::kGemmVariants) {
+      if (v.kind != sm90::GemmKind::Dense) continue;  // every plain layout has the same tiles
+      const std::string tile =
+          std::to_string(v.block_m) + "x" + std::to_string(v.block_n) + "x" + std::to_string(v.multicast);
+      setenv("MEGAMOE_CUDA_GEMM_TILE", tile.c_str(), 1);
       const double us = timer.median_us(fn);
-      std::printf("  sweep %-40s %-8s %10.1f us %8.1f TFLOPS\n", name.c_str(), tile, us, flops / us * 1e-6);
+      std::printf("  sweep %-40s %-8s %10.1f us %8.1f TFLOPS\n", name.c_str(), tile.c_str(), us, flops / us * 1e-6);
     }
     unsetenv("MEGAMOE_CUDA_GEMM_TILE");
     std::fflush(stdout);
@@ -284,6 +372,32 @@ struct Bench {
     r.gbps = bytes / us * 1e-3;
     const double base_us = cublas.time(timer, baseline_m, n, k);
     if (base_us > 0) r.baseline_tflops = 2.0 * baseline_m * n * k / base_us * 1e-6;
+    print_result(r);
+    results.push_back(r);
+  }
+
+  // Host overhead of an eager dense GEMM, MegaMoe vs cuBLASLt on the same shape (host/...).
+  void eager_dense(int64_t m, int64_t n, int64_t k) {
+    const std::string name = "host/dense_m" + std::to_string(m) + "_n" + std::to_string(n) + "_k" + std::to_string(k);
+    if (!wanted(name)) return;
+    DevMem a(m * k), sa(m * (k / 128) * 4), b(n * k), sb((n / 128) * (k / 128) * 4), d(m * n * 2);
+    random_fp8(a), random_scales(sa), random_fp8(b), random_scales(sb);
+    const auto at = tensor(a.p, MEGAMOE_DTYPE_FP8_E4M3, {m, k}), sat = tensor(sa.p, MEGAMOE_DTYPE_FP32, {m, k / 128});
+    const auto bt = tensor(b.p, MEGAMOE_DTYPE_FP8_E4M3, {n, k}), sbt = tensor(sb.p, MEGAMOE_DTYPE_FP32, {n / 128, k / 128});
+    const auto dt = tensor(d.p, MEGAMOE_DTYPE_BF16, {m, n});
+    const Timer::Eager mine = timer.eager([&] { MM_OK(megamoe_gemm_dense(ctx, &at, &sat, &bt, &sbt, &dt, nullptr)); });
+    CublasGemm lt(cublas.handle, cublas.workspace, cublas.scales, m, n, k);
+    const Timer::Eager base = lt.ok() ? timer.eager([&] { lt.run(); }) : Timer::Eager{-1, -1, -1, -1};
+    Result r;
+    r.name = name;
+    r.median_us = mine.sync_us;
+    r.tflops = 2.0 * m * n * k / mine.kernel_us * 1e-6;
+    r.extra = {{"api_us", mine.api_us},           {"sync_us", mine.sync_us},
+               {"pipelined_us", mine.pipelined_us}, {"kernel_us", mine.kernel_us},
+               {"sync_minus_kernel_us", mine.sync_us - mine.kernel_us},
+               {"cublaslt_api_us", base.api_us},  {"cublaslt_sync_us", base.sync_us},
+               {"cublaslt_pipelined_us", base.pipelined_us}, {"cublaslt_kernel_us", base.kernel_us},
+               {"cublaslt_sync_minus_kernel_us", base.sync_us - base.kernel_us}};
     print_result(r);
     results.push_back(r);
   }
@@ -457,6 +571,10 @@ int main(int argc, char** argv) {
   for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}, {7168, 16384}}) {
     for (int64_t m : {128, 4096}) bench.dense(m, n, k);
   }
+  bench.dense(64, 2048, 7168);
+  bench.dense(2048, 2816, 2048);
+  bench.dense(8192, 4096, 4096);
+  bench.eager_dense(128, 4096, 7168);
   for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}}) {
     bench.contiguous(4, 8192, n, k);
     bench.contiguous(8, 4096, n, k);
@@ -466,6 +584,7 @@ int main(int argc, char** argv) {
     bench.masked(32, 192, n, k);
     bench.masked(32, 20, n, k);
     bench.masked(6, 1024, n, k);
+    bench.masked(8, 1024, n, k);
   }
   bench.quant_activations(16384, 7168, MEGAMOE_DTYPE_BF16);
   bench.quant_activations(16384, 7168, MEGAMOE_DTYPE_FP32);
@@ -475,7 +594,8 @@ int main(int argc, char** argv) {
     routed_cases::es_vs_fixed(bench, 4096, n, k);
     routed_cases::es_decode(bench, n, k);
   }
-  for (int64_t t : {16, 128, 512, 4096, 16384}) routed_cases::moe_layer(bench, t);
+  for (int64_t t : {1, 16, 128, 512, 4096, 16384}) routed_cases::moe_layer(bench, t, 32);
+  routed_cases::moe_layer(bench, 1, 256);
   MM_OK(megamoe_context_destroy(bench.ctx));
 
   // JSON
@@ -507,10 +627,12 @@ int main(int argc, char** argv) {
       std::fprintf(f, ", \"reference\": {\"name\": \"%s\", \"value\": %.2f, \"unit\": \"%s\"}", r.ref_name.c_str(),
                    r.ref_value, r.ref_unit.c_str());
     }
+    for (const auto& [key, value] : r.extra) std::fprintf(f, ", \"%s\": %.3f", key.c_str(), value);
     std::fprintf(f, "}%s\n", i + 1 < bench.results.size() ? "," : "");
   }
-  std::fprintf(f, "  ]\n}\n");
+  std::fprintf(f, "  ],\n  \"geomean_vs_cublaslt\": %.4f\n}\n", bench.geomean_vs_cublaslt());
   std::fclose(f);
+  std::printf("dense + contiguous vs cuBLASLt, geometric mean: x%.3f\n", bench.geomean_vs_cublaslt());
   std::printf("wrote %s\n", path.c_str());
   return 0;
 }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <random>
+#include <set>
 
 namespace routed_cases {
 
@@ -206,9 +207,9 @@ __global__ void combine(const uint16_t* z, uint16_t* y, int64_t tokens, int64_t 
 }
 
 // Fused layer vs the composed path, DeepSeek-V3 experts (H 7168, I 2048), 32 experts, top-8.
-void moe_layer(Bench& bench, int64_t T) {
-  const int64_t E = 32, k = 8, H = 7168, I = 2048;
-  const std::string name = "moe/deepseek_e32_k8_t" + std::to_string(T);
+void moe_layer(Bench& bench, int64_t T, int64_t E) {
+  const int64_t k = 8, H = 7168, I = 2048;
+  const std::string name = "moe/deepseek_e" + std::to_string(E) + "_k8_t" + std::to_string(T);
   if (!bench.wanted(name)) return;
   DevMem w13(E * 2 * I * H), s13(E * (2 * I / 128) * (H / 128) * 4), w2(E * H * I), s2(E * (H / 128) * (I / 128) * 4);
   random_fp8(w13), random_scales(s13), random_fp8(w2), random_scales(s2);
@@ -263,12 +264,15 @@ void moe_layer(Bench& bench, int64_t T) {
   megamoe_routed_plan_destroy(down);
 
   const double flops = 2.0 * T * k * (2.0 * I * H + H * I);
-  const double weights = double(E) * (2 * I * H + H * I);
+  // Only the experts the batch routes to must be read: the weight floor of small batches.
+  const double active = static_cast<double>(std::set<int32_t>(r.begin(), r.end()).size());
+  const double weights = active * (2 * I * H + H * I);
   Result res;
   res.name = name;
   res.median_us = us;
   res.tflops = flops / us * 1e-6;
   res.gbps = (weights + T * H * 4.0) / us * 1e-3;
+  res.extra = {{"active_experts", active}, {"active_weight_mb", weights * 1e-6}};
   add(bench, res, "composed", cus, "us");
 }
 

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# The one script run on the GPU machine: configure (ninja, sm_90a only, Release, CUDA backend ON),
-# build with every core, run the CPU and GPU test suites, optionally compute-sanitizer, the
-# benchmarks, and print a summary table last. Logs and the benchmark JSON go to $OUT (or
-# build/gpu-out when OUT is unset); at most 8 files: summary.txt, build.log (with the ptxas -v
-# register/spill report), tests-cpu.log, tests-gpu.log, sanitize.log, bench.log, the JSON,
-# tests-dotnet.log.
+# The GPU-machine half of the one GPU workflow (scripts/gpu_pack.sh, run first on the development
+# machine, puts CUTLASS and the .NET test host in .device/, which the device tool carries): configure
+# (ninja, sm_90a only, Release, CUDA backend ON), build with every core, run the CPU, GPU and C#
+# suites, optionally compute-sanitizer, the benchmarks and an A/B against a baseline tree, and print
+# a summary table last. Logs and the benchmark JSON go to $OUT (or build/gpu-out when OUT is unset):
+# summary.txt, build.log (with the ptxas -v register/spill report), tests-cpu.log, tests-gpu.log,
+# sanitize.log, bench.log, the JSON, tests-dotnet.log, bench-ab.log, ptxas.txt (the device tool
+# returns 8 files: narrow GPU_RUN_STAGES accordingly).
 #
 # Environment:
 #   OUT                  where logs go (the device tool returns files from there)
-#   GPU_RUN_STAGES       space-separated subset of "build cpu gpu sanitize bench profile dotnet"
+#   GPU_RUN_STAGES       space-separated subset of "build cpu gpu sanitize bench baseline profile dotnet"
 #                        (default: "build cpu gpu bench dotnet")
 #   GPU_RUN_BENCH_ARGS   extra arguments for megamoe_bench (e.g. "--filter dense --reps 10")
 #   GPU_RUN_GTEST_FILTER gtest filter for the GPU suite (default: all)
 #   GPU_RUN_GPU_TIMEOUT  seconds the GPU suite may run (default 300)
 #   GPU_RUN_PROFILE_FILTER  bench shape profiled by ncu in stage "profile" (default dense/m4096_n4096_k7168)
-#   MEGAMOE_DOTNET_DIR   the folder tests/managed/gpu/pack.sh filled (managed tests; stage "dotnet")
+#   MEGAMOE_DOTNET_DIR   the .NET carry scripts/gpu_pack.sh filled (default .device/dotnet; stage "dotnet")
+#   MEGAMOE_TEST_FILTER  test filter of the managed suite (stage "dotnet"; default: every test)
 #   MEGAMOE_COMMIT       commit recorded in the JSON
+#   GPU_RUN_BASELINE_DIR another source tree benchmarked against this one (stage "baseline")
 set -u
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -30,12 +34,20 @@ status_of() { if [ "$1" -eq 0 ]; then echo ok; elif [ "$1" -eq 124 ]; then echo 
 add() { SUMMARY+=("$(printf '%-12s %-12s %s' "$1" "$2" "$3")"); }
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 
+# CUTLASS travels compressed (scripts/gpu_pack.sh puts include/cute and include/cutlass of a pinned
+# release into .device/cutlass.tar.xz); a checkout that has third_party/cutlass uses that.
+if [ ! -f third_party/cutlass/include/cutlass/cutlass.h ] && [ -f .device/cutlass.tar.xz ]; then
+  mkdir -p third_party && tar -xJf .device/cutlass.tar.xz -C third_party
+fi
+
 {
   echo "== machine"
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>&1 || true
   nvcc --version 2>&1 | tail -2
   cmake --version | head -1
   echo "cores: $JOBS"
+  echo "nccl: $(ls /usr/include/nccl.h /usr/local/include/nccl.h 2>/dev/null | head -1) $(grep -hE '^#define NCCL_(MAJOR|MINOR|PATCH)' /usr/include/nccl.h 2>/dev/null | awk '{printf "%s=%s ", $2, $3}')"
+  echo "libnccl: $(ldconfig -p 2>/dev/null | grep -o '/[^ ]*libnccl.so[^ ]*' | head -2 | tr '\n' ' ')"
 } | tee "$OUT/summary.txt"
 
 # ------------------------------------------------------------------------------------------------
@@ -48,7 +60,7 @@ if want build; then
     timeout 480 cmake --build "$BUILD" -j "$JOBS" -- -k 0 >>"$OUT/build.log" 2>&1
     rc=$?
   fi
-  add build "$(status_of $rc)" "$(( $(date +%s) - t0 )) s"
+  add build "$(status_of $rc)" "$(( $(date +%s) - t0 )) s; C7518 (serialized wgmma) warnings: $(grep -c C7518 "$OUT/build.log"); kernels with spills: $(grep -E "bytes spill (stores|loads)" "$OUT/build.log" | grep -vc " 0 bytes spill stores, 0 bytes spill loads")"
   if [ $rc -ne 0 ]; then
     grep -E "error|Error" "$OUT/build.log" | head -40
     STAGES=""
@@ -91,9 +103,35 @@ if want bench; then
   bench_bin="$BUILD/bench/megamoe_bench"
   [ -x "$bench_bin" ] || bench_bin="$BUILD/megamoe_bench"
   # shellcheck disable=SC2086
-  timeout 240 "$bench_bin" --out "$OUT" ${GPU_RUN_BENCH_ARGS:-} >"$OUT/bench.log" 2>&1
+  timeout "${GPU_RUN_BENCH_TIMEOUT:-300}" "$bench_bin" --out "$OUT" ${GPU_RUN_BENCH_ARGS:-} >"$OUT/bench.log" 2>&1
   rc=$?
   add bench "$(status_of $rc)" "$(ls "$OUT"/*.json 2>/dev/null | xargs -n1 basename 2>/dev/null | tr '\n' ' ')"
+fi
+
+# Stage "baseline": the same benchmark built from another source tree (GPU_RUN_BASELINE_DIR, e.g.
+# `git archive <commit>` of an earlier commit), then this tree's again, alternating in one lease, so
+# a change is judged against the card's run-to-run spread (bench-ab.log); ptxas.txt compares the
+# two builds' registers and spills kernel by kernel.
+if want baseline && [ -n "${GPU_RUN_BASELINE_DIR:-}" ]; then
+  t0=$(date +%s)
+  bdir=$ROOT/build/gpu-baseline
+  rc=0
+  { cmake -S "$GPU_RUN_BASELINE_DIR" -B "$bdir" -G Ninja -DMEGAMOE_CUDA=ON -DCUTLASS_DIR="$ROOT/third_party/cutlass" \
+      -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMEGAMOE_BUILD_TESTS=OFF &&
+    timeout 300 cmake --build "$bdir" -j "$JOBS" --target megamoe_bench; } >"$bdir.log" 2>&1 || rc=$?
+  python3 scripts/ptxas_report.py "$OUT/build.log" "$bdir.log" >"$OUT/ptxas.txt" 2>&1
+  if [ $rc -eq 0 ]; then
+    for round in 1 2; do
+      for side in baseline this; do
+        bin="$bdir/bench/megamoe_bench"
+        [ "$side" = this ] && bin="$BUILD/bench/megamoe_bench"
+        echo "== round $round: $side" >>"$OUT/bench-ab.log"
+        # shellcheck disable=SC2086
+        timeout "${GPU_RUN_BENCH_TIMEOUT:-300}" "$bin" --out "$bdir/json-$side" ${GPU_RUN_BENCH_ARGS:-} >>"$OUT/bench-ab.log" 2>&1 || rc=$?
+      done
+    done
+  fi
+  add baseline "$(status_of $rc)" "$(( $(date +%s) - t0 )) s; spill changes: $(grep -c CHANGED "$OUT/ptxas.txt")"
 fi
 
 if want profile; then
@@ -109,20 +147,40 @@ if want profile; then
 fi
 
 # ------------------------------------------------------------------------------------------------
-# Managed tests: MEGAMOE_DOTNET_DIR is the folder tests/managed/gpu/pack.sh filled (the .NET runtime,
-# the self-hosted NUnit executable and run-gpu-tests.sh); the whole suite runs against this build.
-if want dotnet && [ -n "${MEGAMOE_DOTNET_DIR:-}" ]; then
-  t0=$(date +%s)
-  export DOTNET_ROOT="$MEGAMOE_DOTNET_DIR" PATH="$MEGAMOE_DOTNET_DIR:$PATH"
+# Managed tests: the .NET runtime, the self-hosted NUnit executable and the CLI that scripts/gpu_pack.sh
+# put in .device/dotnet run against this build's libmegamoe.so; then a smoke run of the CLI on CUDA
+# (small shapes, seconds). MEGAMOE_REQUIRE_CUDA=1 turns a missing CUDA backend into failures instead
+# of ignored tests, and while MEGAMOE_NATIVE_PATH is set the loader never falls back to the CPU-only
+# copy the build put beside the tests.
+dotnet_suite() {
+  local carry=$1 work=${TMPDIR:-/tmp}/megamoe-dotnet
+  rm -rf "$work" && mkdir -p "$work/dotnet" "$work/tests" "$work/cli"
+  tar -xJf "$carry/dotnet-runtime.tar.xz" -C "$work/dotnet" && tar -xJf "$carry/tests.tar.xz" -C "$work/tests" &&
+    tar -xJf "$carry/cli.tar.xz" -C "$work/cli" || return 2
+  export DOTNET_ROOT="$work/dotnet" DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 MEGAMOE_REQUIRE_CUDA=1
   export MEGAMOE_NATIVE_PATH="$BUILD/native/libmegamoe.so" LD_LIBRARY_PATH="$BUILD/native:${LD_LIBRARY_PATH:-}"
-  rc=0
-  if [ -x "$MEGAMOE_DOTNET_DIR/run-gpu-tests.sh" ]; then
-    timeout 300 "$MEGAMOE_DOTNET_DIR/run-gpu-tests.sh" >"$OUT/tests-dotnet.log" 2>&1 || rc=$?
+  local args=(--output Detailed --show-stdout All) rc=0 step
+  [ -n "${MEGAMOE_TEST_FILTER:-}" ] && args+=(--filter "$MEGAMOE_TEST_FILTER")
+  "$work/dotnet/dotnet" "$work/tests/net10.0/MegaMoe.Tests.dll" "${args[@]}" || rc=1
+  local shape=(--model custom --experts 8 --top-k 2 --hidden 512 --intermediate 256)
+  for step in "info --json" "verify --backend cuda ${shape[*]} --tokens 1,16,64" \
+              "run --backend cuda ${shape[*]} --tokens 64 --runs 3 --expert-specialization both"; do
+    echo "== megamoe $step"
+    # shellcheck disable=SC2086
+    "$work/dotnet/dotnet" "$work/cli/megamoe-cli/MegaMoe.Cli.dll" $step || { echo "== megamoe $step: FAILED"; rc=1; }
+  done
+  return $rc
+}
+if want dotnet; then
+  carry=${MEGAMOE_DOTNET_DIR:-$ROOT/.device/dotnet}
+  if [ -f "$carry/tests.tar.xz" ]; then
+    rc=0
+    (timeout 300 bash -c "$(declare -f dotnet_suite); BUILD='$BUILD' MEGAMOE_TEST_FILTER='${MEGAMOE_TEST_FILTER:-}' dotnet_suite '$carry'") \
+      >"$OUT/tests-dotnet.log" 2>&1 || rc=$?
+    add "tests c#" "$(status_of $rc)" "$(grep -E '^ *(total|failed|succeeded|skipped):' "$OUT/tests-dotnet.log" | tr -s ' \n' ' ')"
   else
-    echo "MEGAMOE_DOTNET_DIR has no run-gpu-tests.sh; nothing run" >"$OUT/tests-dotnet.log"
-    rc=2
+    add "tests c#" "skipped" "no .NET carry in $carry (run scripts/gpu_pack.sh first)"
   fi
-  add "tests c#" "$(status_of $rc)" "$(tail -1 "$OUT/tests-dotnet.log")"
 fi
 
 # ------------------------------------------------------------------------------------------------
@@ -131,7 +189,7 @@ echo "== GPU tests (per test)"
 grep -E "^\[ +(OK|FAILED|SKIPPED) +\]|max [0-9]+ ulp|Failure|beyond" "$OUT/tests-gpu.log" 2>/dev/null | tail -70
 echo
 echo "== benchmarks"
-grep -E "^(dense|contiguous|masked|quant|transform|routed|es|moe)/" "$OUT/bench.log" 2>/dev/null
+grep -E "^(dense|contiguous|masked|quant|transform|routed|es|moe|host)/|geometric mean" "$OUT/bench.log" 2>/dev/null
 echo
 echo "== summary"
 printf '%s\n' "${SUMMARY[@]}" | tee -a "$OUT/summary.txt"
