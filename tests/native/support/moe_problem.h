@@ -39,6 +39,11 @@ struct MoeWeightArgs {
 
   MoeWeightArgs(const MoeProblem& p, WeightMode mode, bool interleaved) : MoeWeightArgs(p, mode, interleaved, 0, p.cfg.E) {}
   MoeWeightArgs(const MoeProblem& p, WeightMode mode, bool interleaved, int64_t first, int64_t count);
+  // Moves keep the descriptors valid (the storage moves with them); copies would not.
+  MoeWeightArgs(MoeWeightArgs&&) = default;
+  MoeWeightArgs& operator=(MoeWeightArgs&&) = default;
+  MoeWeightArgs(const MoeWeightArgs&) = delete;
+  MoeWeightArgs& operator=(const MoeWeightArgs&) = delete;
   const megamoe_tensor_t* w13_scales() const { return scales ? &s13_t : nullptr; }
   const megamoe_tensor_t* w2_scales() const { return scales ? &s2_t : nullptr; }
 };
