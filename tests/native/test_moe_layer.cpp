@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/moe_problem.h"
 #include "support/test_support.h"
 
 namespace {
@@ -22,107 +23,11 @@ using mmt::HostVec;
 using mmt::last_error;
 using mmt::make_tensor;
 
-constexpr double kF64Bound = 3e-3;
-
-// ------------------------------------------------------------------------------------------------
-// Problem: canonical BF16 weights, their widened values and their reference FP8 quantization.
-// ------------------------------------------------------------------------------------------------
-struct Problem {
-  mmt::MoeRefConfig cfg;
-  int64_t max_tokens = 0;
-  HostVec<uint16_t> w13_bf16, w2_bf16;
-  HostVec<float> w13_f, w2_f;
-  mmt::MoeRefWeights q;
-};
-
-Problem make_problem(mmt::Rng& rng, int64_t E, int64_t k, int64_t H, int64_t I, int64_t max_tokens,
-                     double gain = 1.0) {
-  Problem p;
-  p.cfg.E = E;
-  p.cfg.k = k;
-  p.cfg.H = H;
-  p.cfg.I = I;
-  p.max_tokens = max_tokens;
-  auto w13 = mmt::random_normal(rng, E * 2 * I * H, gain / std::sqrt(static_cast<double>(H)));
-  auto w2 = mmt::random_normal(rng, E * H * I, 1.0 / std::sqrt(static_cast<double>(I)));
-  // Experts and row blocks of different magnitudes, so block scales differ.
-  for (int64_t e = 0; e < E; ++e) {
-    const auto f = static_cast<float>(std::ldexp(1.0, static_cast<int>(rng.range(-1, 1))) * rng.uniform(0.7, 1.3));
-    for (int64_t i = 0; i < 2 * I * H; ++i) w13[static_cast<std::size_t>(e * 2 * I * H + i)] *= f;
-  }
-  p.w13_bf16 = mmt::to_bf16(w13);
-  p.w2_bf16 = mmt::to_bf16(w2);
-  p.w13_f = mmt::from_bf16(p.w13_bf16);
-  p.w2_f = mmt::from_bf16(p.w2_bf16);
-  p.q.w13.resize(static_cast<std::size_t>(E * 2 * I * H));
-  p.q.s13.resize(static_cast<std::size_t>(E * (2 * I / 128) * (H / 128)));
-  p.q.w2.resize(static_cast<std::size_t>(E * H * I));
-  p.q.s2.resize(static_cast<std::size_t>(E * (H / 128) * (I / 128)));
-  mmt::ref_quantize_weights(p.w13_f.data(), E, 2 * I, H, false, p.q.w13.data(), p.q.s13.data());
-  mmt::ref_quantize_weights(p.w2_f.data(), E, H, I, false, p.q.w2.data(), p.q.s2.data());
-  return p;
-}
-
-megamoe_moe_config_t to_config(const Problem& p, uint32_t flags = MEGAMOE_MOE_DEFAULT) {
-  megamoe_moe_config_t c{};
-  c.struct_size = sizeof c;
-  c.flags = flags;
-  c.num_experts = static_cast<int32_t>(p.cfg.E);
-  c.top_k = static_cast<int32_t>(p.cfg.k);
-  c.hidden = p.cfg.H;
-  c.intermediate = p.cfg.I;
-  c.max_tokens = p.max_tokens;
-  c.activation_alpha = p.cfg.alpha;
-  c.activation_beta = p.cfg.beta;
-  c.activation_clamp = p.cfg.clamp;
-  c.routed_scaling_factor = p.cfg.rsf;
-  return c;
-}
-
-enum class WeightMode { Fp8, Bf16, Fp32 };
-
-const char* mode_name(WeightMode m) {
-  return m == WeightMode::Fp8 ? "FP8" : m == WeightMode::Bf16 ? "BF16" : "FP32";
-}
-
-// Caller-side weight storage for one layer creation.
-struct WeightArgs {
-  HostVec<uint8_t> w13, w2;  // raw bytes in the chosen dtype
-  HostVec<float> s13, s2;
-  megamoe_tensor_t w13_t{}, w2_t{}, s13_t{}, s2_t{};
-  bool scales = false;
-
-  WeightArgs(const Problem& p, WeightMode mode, bool interleaved) {
-    const int64_t E = p.cfg.E, H = p.cfg.H, I = p.cfg.I;
-    const megamoe_dtype_t dt = mode == WeightMode::Fp8    ? MEGAMOE_DTYPE_FP8_E4M3
-                               : mode == WeightMode::Bf16 ? MEGAMOE_DTYPE_BF16
-                                                          : MEGAMOE_DTYPE_FP32;
-    const int64_t elem = mmt::dtype_bytes(dt);
-    const void* src13 = mode == WeightMode::Fp8    ? static_cast<const void*>(p.q.w13.data())
-                        : mode == WeightMode::Bf16 ? static_cast<const void*>(p.w13_bf16.data())
-                                                   : static_cast<const void*>(p.w13_f.data());
-    const void* src2 = mode == WeightMode::Fp8    ? static_cast<const void*>(p.q.w2.data())
-                       : mode == WeightMode::Bf16 ? static_cast<const void*>(p.w2_bf16.data())
-                                                  : static_cast<const void*>(p.w2_f.data());
-    w13.resize(static_cast<std::size_t>(E * 2 * I * H * elem));
-    w2.resize(static_cast<std::size_t>(E * H * I * elem));
-    if (interleaved) {
-      mmt::ref_interleave_gate_up(src13, w13.data(), E, I, H, elem, false);
-    } else {
-      std::memcpy(w13.data(), src13, w13.size());
-    }
-    std::memcpy(w2.data(), src2, w2.size());
-    w13_t = make_tensor(w13.data(), dt, {E, 2 * I, H});
-    w2_t = make_tensor(w2.data(), dt, {E, H, I});
-    if (mode == WeightMode::Fp8) {
-      scales = true;
-      s13 = p.q.s13;  // block scales are unchanged by the interleave
-      s2 = p.q.s2;
-      s13_t = make_tensor(s13.data(), MEGAMOE_DTYPE_FP32, {E, 2 * I / 128, H / 128});
-      s2_t = make_tensor(s2.data(), MEGAMOE_DTYPE_FP32, {E, H / 128, I / 128});
-    }
-  }
-};
+using mmt::MoeBatch;
+using mmt::MoeProblem;
+using mmt::MoeWeightArgs;
+using mmt::Routing;
+using mmt::WeightMode;
 
 class Layer {
  public:
@@ -141,87 +46,14 @@ class Layer {
   megamoe_moe_layer_t layer_ = nullptr;
 };
 
-megamoe_status_t create_layer(megamoe_context_t ctx, const Problem& p, WeightMode mode, bool interleaved, Layer& layer,
+megamoe_status_t create_layer(megamoe_context_t ctx, const MoeProblem& p, WeightMode mode, bool interleaved, Layer& layer,
                               megamoe_progress_fn progress = nullptr, void* user = nullptr) {
-  WeightArgs w(p, mode, interleaved);
-  megamoe_moe_config_t c = to_config(p, interleaved ? MEGAMOE_MOE_W13_INTERLEAVED : MEGAMOE_MOE_DEFAULT);
+  MoeWeightArgs w(p, mode, interleaved);
+  megamoe_moe_config_t c = mmt::moe_config(p, interleaved ? MEGAMOE_MOE_W13_INTERLEAVED : MEGAMOE_MOE_DEFAULT);
   c.progress = progress;
   c.progress_user_data = user;
-  return megamoe_moe_layer_create(ctx, &c, &w.w13_t, w.scales ? &w.s13_t : nullptr, &w.w2_t,
-                                  w.scales ? &w.s2_t : nullptr, nullptr, layer.out());
+  return megamoe_moe_layer_create(ctx, &c, &w.w13_t, w.w13_scales(), &w.w2_t, w.w2_scales(), nullptr, layer.out());
   // `w` is freed here: the layer must have copied the weights.
-}
-
-// ------------------------------------------------------------------------------------------------
-// Batches and routings
-// ------------------------------------------------------------------------------------------------
-enum class Routing { Uniform, Skewed, OneExpert, OneExpertAllSlots, Dropped, Duplicates, AllDropped };
-
-const char* routing_name(Routing r) {
-  switch (r) {
-    case Routing::Uniform: return "uniform";
-    case Routing::Skewed: return "skewed";
-    case Routing::OneExpert: return "one-expert";
-    case Routing::OneExpertAllSlots: return "one-expert-all-slots";
-    case Routing::Dropped: return "dropped-slots";
-    case Routing::Duplicates: return "duplicates";
-    case Routing::AllDropped: return "all-dropped";
-  }
-  return "?";
-}
-
-struct Batch {
-  int64_t T = 0, k = 0;
-  HostVec<uint16_t> x;  // BF16 [T, H]
-  HostVec<float> xf;    // widened
-  std::vector<int64_t> idx;
-  HostVec<float> w;
-};
-
-// log10_spread: 20% of the tokens are scaled by 10^U(-spread, spread). With a saturating clamp,
-// very large tokens make the FP8 noise of h comparable to the clamp window, which the float64
-// bound of section 4 is not meant for; those cases use a smaller spread.
-Batch make_batch(mmt::Rng& rng, const Problem& p, int64_t T, Routing routing, double log10_spread = 1.0) {
-  const int64_t E = p.cfg.E, k = p.cfg.k;
-  Batch b;
-  b.T = T;
-  b.k = k;
-  auto x = mmt::random_normal(rng, T * p.cfg.H, 1.0);
-  // A few tokens of very different magnitude.
-  for (int64_t t = 0; t < T; ++t) {
-    if (rng.chance(0.2)) {
-      const auto f = static_cast<float>(std::pow(10.0, rng.uniform(-log10_spread, log10_spread)));
-      for (int64_t h = 0; h < p.cfg.H; ++h) x[static_cast<std::size_t>(t * p.cfg.H + h)] *= f;
-    }
-  }
-  b.x = mmt::to_bf16(x);
-  b.xf = mmt::from_bf16(b.x);
-  b.idx.assign(static_cast<std::size_t>(T * k), -1);
-  b.w.resize(static_cast<std::size_t>(T * k));
-  const int64_t star = rng.range(0, E - 1);
-  for (int64_t t = 0; t < T; ++t) {
-    std::vector<int64_t> perm(static_cast<std::size_t>(E));
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), rng.engine());
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t& e = b.idx[static_cast<std::size_t>(t * k + j)];
-      const int64_t distinct = perm[static_cast<std::size_t>(j % E)];
-      switch (routing) {
-        case Routing::Uniform: e = distinct; break;
-        case Routing::Skewed: e = rng.chance(0.7) ? (rng.chance(0.8) ? 0 : 1) : rng.range(0, E - 1); break;
-        case Routing::OneExpert: e = j == 0 ? star : -1; break;
-        case Routing::OneExpertAllSlots: e = star; break;
-        case Routing::Dropped: e = rng.chance(0.3) ? -1 : distinct; break;
-        case Routing::Duplicates: e = (j > 0 && rng.chance(0.5)) ? b.idx[static_cast<std::size_t>(t * k + j - 1)] : distinct; break;
-        case Routing::AllDropped: e = -1; break;
-      }
-      b.w[static_cast<std::size_t>(t * k + j)] = static_cast<float>(rng.uniform(0.05, 1.0));
-    }
-    if (routing == Routing::Dropped && rng.chance(0.2)) {
-      for (int64_t j = 0; j < k; ++j) b.idx[static_cast<std::size_t>(t * k + j)] = -1;  // fully dropped token
-    }
-  }
-  return b;
 }
 
 struct ForwardOptions {
@@ -231,7 +63,7 @@ struct ForwardOptions {
   bool fp8_x = false;  // pass x quantized by the reference (FP8 + scales)
 };
 
-megamoe_status_t forward(megamoe_moe_layer_t layer, const Problem& p, const Batch& b, uint16_t* y,
+megamoe_status_t forward(megamoe_moe_layer_t layer, const MoeProblem& p, const MoeBatch& b, uint16_t* y,
                          const ForwardOptions& opt = {}) {
   const int64_t T = b.T, k = b.k, H = p.cfg.H;
   HostVec<int32_t> idx32(b.idx.size());
@@ -260,8 +92,8 @@ megamoe_status_t forward(megamoe_moe_layer_t layer, const Problem& p, const Batc
                                    opt.expert_counts ? &ct : nullptr, opt.num_tokens ? &nt : nullptr, nullptr);
 }
 
-// Bitwise against section 4 and within kF64Bound of float64, for the first `valid` tokens.
-void expect_matches_reference(const Problem& p, const Batch& b, const uint16_t* y, int64_t valid = -1,
+// Bitwise against section 4 and within kMoeF64Bound of float64, for the first `valid` tokens.
+void expect_matches_reference(const MoeProblem& p, const MoeBatch& b, const uint16_t* y, int64_t valid = -1,
                               bool check_f64 = true) {
   const int64_t T = valid < 0 ? b.T : valid, H = p.cfg.H;
   if (T == 0) return;
@@ -271,34 +103,10 @@ void expect_matches_reference(const Problem& p, const Batch& b, const uint16_t* 
   HostVec<uint16_t> want(static_cast<std::size_t>(T * H));
   mmt::ref_moe_forward(p.cfg, p.q, qx.data(), sx.data(), b.idx.data(), b.w.data(), T, want.data());
   EXPECT_TRUE(mmt::bf16_bits_equal(y, want.data(), T * H)) << "bitwise vs docs/NUMERICS.md section 4";
-
-  if (check_f64) {
-    std::vector<double> f64(static_cast<std::size_t>(T * H));
-    mmt::ref_moe_forward_f64(p.cfg, p.q, b.xf.data(), b.idx.data(), b.w.data(), T, f64.data());
-    std::vector<double> got(static_cast<std::size_t>(T * H));
-    double norm = 0.0;
-    for (int64_t i = 0; i < T * H; ++i) {
-      got[static_cast<std::size_t>(i)] = static_cast<double>(mmt::bf16_decode(y[i]));
-      norm += f64[static_cast<std::size_t>(i)] * f64[static_cast<std::size_t>(i)];
-    }
-    if (norm > 0.0) {
-      const double diff = mmt::cos_diff(got, f64);
-      EXPECT_LE(diff, kF64Bound) << "float64 of the unquantized math";
-      if (std::getenv("MEGAMOE_TEST_VERBOSE")) std::printf("[diff] %.3g\n", diff);
-    }
-  }
-  // Tokens whose slots are all dropped are +0.0.
-  for (int64_t t = 0; t < T; ++t) {
-    bool dropped = true;
-    for (int64_t j = 0; j < b.k; ++j) dropped = dropped && b.idx[static_cast<std::size_t>(t * b.k + j)] == -1;
-    if (!dropped) continue;
-    for (int64_t h = 0; h < H; ++h) {
-      ASSERT_EQ(y[t * H + h], 0x0000) << "token " << t << " has every slot dropped";
-    }
-  }
+  if (check_f64) mmt::expect_within_f64_bound(p, b, y, T);
 }
 
-std::vector<int32_t> expected_counts(const Batch& b, int64_t E, int64_t valid) {
+std::vector<int32_t> expected_counts(const MoeBatch& b, int64_t E, int64_t valid) {
   std::vector<int32_t> c(static_cast<std::size_t>(E), 0);
   for (int64_t t = 0; t < valid; ++t)
     for (int64_t j = 0; j < b.k; ++j) {
@@ -311,21 +119,19 @@ std::vector<int32_t> expected_counts(const Batch& b, int64_t E, int64_t valid) {
 // ------------------------------------------------------------------------------------------------
 // Routings x token counts (H=256, I=256, E=8, k=4, max_tokens=64).
 // ------------------------------------------------------------------------------------------------
-void PrintTo(Routing r, std::ostream* os) { *os << routing_name(r); }
-
 class MoeRouting : public ::testing::TestWithParam<std::tuple<Routing, int64_t>> {};
 
 TEST_P(MoeRouting, MatchesReferences) {
   const auto& [routing, T] = GetParam();
   const uint64_t seed = mmt::fresh_seed();
   MMT_SEED_TRACE(seed);
-  SCOPED_TRACE(std::string(routing_name(routing)) + " T=" + std::to_string(T));
+  SCOPED_TRACE(std::string(mmt::routing_name(routing)) + " T=" + std::to_string(T));
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 4, 256, 256, 64);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 4, 256, 256, 64);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
-  const Batch b = make_batch(rng, p, T, routing);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, T, routing);
   GuardedOut<uint16_t> y(T * p.cfg.H);
   ForwardOptions opt;
   opt.idx64 = (T % 2) == 0;
@@ -345,10 +151,10 @@ TEST(MoeLayer, ZeroTokensDoesNothing) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 4, 2, 128, 128, 8);
+  const MoeProblem p = mmt::make_moe_problem(rng, 4, 2, 128, 128, 8);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Bf16, false, layer), MEGAMOE_SUCCESS) << last_error();
-  const Batch b = make_batch(rng, p, 0, Routing::Uniform);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 0, Routing::Uniform);
   HostVec<int32_t> counts = {5, 6, 7, 8};
   ForwardOptions opt;
   opt.expert_counts = counts.data();
@@ -381,14 +187,14 @@ TEST_P(MoeActivation, MatchesReferences) {
   SCOPED_TRACE(c.name);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  Problem p = make_problem(rng, 8, 4, 256, 256, 32, c.gain);
+  MoeProblem p = mmt::make_moe_problem(rng, 8, 4, 256, 256, 32, c.gain);
   p.cfg.alpha = c.alpha;
   p.cfg.beta = c.beta;
   p.cfg.clamp = c.clamp;
   p.cfg.rsf = c.rsf;
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
-  const Batch b = make_batch(rng, p, 32, Routing::Dropped, c.clamp > 0.0f ? 0.3 : 1.0);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 32, Routing::Dropped, c.clamp > 0.0f ? 0.3 : 1.0);
   GuardedOut<uint16_t> y(32 * p.cfg.H);
   ASSERT_EQ(forward(layer.get(), p, b, y.data()), MEGAMOE_SUCCESS) << last_error();
   expect_matches_reference(p, b, y.data());
@@ -413,8 +219,8 @@ TEST(MoeLayer, ClampChangesTheOutput) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  Problem p = make_problem(rng, 4, 2, 128, 128, 8, 4.0);
-  const Batch b = make_batch(rng, p, 8, Routing::Uniform, 0.3);
+  MoeProblem p = mmt::make_moe_problem(rng, 4, 2, 128, 128, 8, 4.0);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 8, Routing::Uniform, 0.3);
   std::vector<HostVec<uint16_t>> ys;
   for (float clamp : {0.0f, 0.5f}) {
     p.cfg.clamp = clamp;
@@ -437,11 +243,11 @@ TEST(MoeLayer, WeightFormatsAndInterleaveGiveIdenticalOutput) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 6, 3, 256, 384, 16);
-  const Batch b = make_batch(rng, p, 16, Routing::Dropped);
+  const MoeProblem p = mmt::make_moe_problem(rng, 6, 3, 256, 384, 16);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 16, Routing::Dropped);
   for (WeightMode mode : {WeightMode::Fp8, WeightMode::Bf16, WeightMode::Fp32}) {
     for (bool interleaved : {false, true}) {
-      SCOPED_TRACE(std::string(mode_name(mode)) + (interleaved ? " interleaved" : " canonical"));
+      SCOPED_TRACE(std::string(mmt::weight_mode_name(mode)) + (interleaved ? " interleaved" : " canonical"));
       Layer layer;
       ASSERT_EQ(create_layer(ctx, p, mode, interleaved, layer), MEGAMOE_SUCCESS) << last_error();
       GuardedOut<uint16_t> y(16 * p.cfg.H);
@@ -457,21 +263,20 @@ TEST(MoeLayer, WeightsAreCopiedAtCreation) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 4, 2, 128, 256, 8);
+  const MoeProblem p = mmt::make_moe_problem(rng, 4, 2, 128, 256, 8);
   for (WeightMode mode : {WeightMode::Fp8, WeightMode::Bf16}) {
-    SCOPED_TRACE(mode_name(mode));
-    WeightArgs w(p, mode, false);
-    const megamoe_moe_config_t c = to_config(p);
+    SCOPED_TRACE(mmt::weight_mode_name(mode));
+    MoeWeightArgs w(p, mode, false);
+    const megamoe_moe_config_t c = mmt::moe_config(p);
     Layer layer;
-    ASSERT_EQ(megamoe_moe_layer_create(ctx, &c, &w.w13_t, w.scales ? &w.s13_t : nullptr, &w.w2_t,
-                                       w.scales ? &w.s2_t : nullptr, nullptr, layer.out()),
+    ASSERT_EQ(megamoe_moe_layer_create(ctx, &c, &w.w13_t, w.w13_scales(), &w.w2_t, w.w2_scales(), nullptr, layer.out()),
               MEGAMOE_SUCCESS)
         << last_error();
     mmt::poison(w.w13);
     mmt::poison(w.w2);
     mmt::poison(w.s13);
     mmt::poison(w.s2);
-    const Batch b = make_batch(rng, p, 8, Routing::Uniform);
+    const MoeBatch b = mmt::make_moe_batch(rng, p, 8, Routing::Uniform);
     HostVec<uint16_t> y(static_cast<std::size_t>(8 * p.cfg.H));
     ASSERT_EQ(forward(layer.get(), p, b, y.data()), MEGAMOE_SUCCESS) << last_error();
     expect_matches_reference(p, b, y.data());
@@ -486,10 +291,10 @@ TEST(MoeLayer, Fp8InputWithScalesMatchesBf16Input) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 4, 256, 256, 32);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 4, 256, 256, 32);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
-  const Batch b = make_batch(rng, p, 32, Routing::Skewed);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 32, Routing::Skewed);
   HostVec<uint16_t> y_bf16(static_cast<std::size_t>(32 * p.cfg.H)), y_fp8(y_bf16.size()), y_i64(y_bf16.size());
   ASSERT_EQ(forward(layer.get(), p, b, y_bf16.data()), MEGAMOE_SUCCESS) << last_error();
   ForwardOptions opt;
@@ -508,11 +313,11 @@ TEST(MoeLayer, ArbitraryFp8InputIsUsedAsGiven) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 4, 2, 256, 128, 8);
+  const MoeProblem p = mmt::make_moe_problem(rng, 4, 2, 256, 128, 8);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
   const int64_t T = 8, H = p.cfg.H;
-  const Batch b = make_batch(rng, p, T, Routing::Uniform);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, T, Routing::Uniform);
   auto qx = mmt::random_fp8(rng, T * H);
   auto sx = mmt::random_scales(rng, T * H / 128, -12, -6);
   HostVec<int32_t> idx(b.idx.begin(), b.idx.end());
@@ -537,14 +342,14 @@ TEST(MoeLayer, ExpertCountsAccumulate) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 4, 128, 128, 32);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 4, 128, 128, 32);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
   HostVec<int32_t> counts(8);
   for (auto& c : counts) c = static_cast<int32_t>(rng.range(0, 1000));
   std::vector<int32_t> want(counts.begin(), counts.end());
   for (Routing r : {Routing::Skewed, Routing::Dropped, Routing::Duplicates}) {
-    const Batch b = make_batch(rng, p, 32, r);
+    const MoeBatch b = mmt::make_moe_batch(rng, p, 32, r);
     HostVec<uint16_t> y(static_cast<std::size_t>(32 * p.cfg.H));
     ForwardOptions opt;
     opt.expert_counts = counts.data();
@@ -552,7 +357,7 @@ TEST(MoeLayer, ExpertCountsAccumulate) {
     ASSERT_EQ(forward(layer.get(), p, b, y.data(), opt), MEGAMOE_SUCCESS) << last_error();
     const auto add = expected_counts(b, 8, 32);
     for (std::size_t e = 0; e < 8; ++e) want[e] += add[e];
-    EXPECT_EQ(std::vector<int32_t>(counts.begin(), counts.end()), want) << routing_name(r);
+    EXPECT_EQ(std::vector<int32_t>(counts.begin(), counts.end()), want) << mmt::routing_name(r);
     expect_matches_reference(p, b, y.data());
   }
 }
@@ -562,13 +367,13 @@ TEST(MoeLayer, NumTokensLimitsReadsWritesAndCounts) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 4, 256, 128, 40);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 4, 256, 128, 40);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
   const int64_t T = 40, H = p.cfg.H;
   for (int32_t valid : {0, 1, 17, 40}) {
     SCOPED_TRACE("num_tokens " + std::to_string(valid));
-    const Batch b = make_batch(rng, p, T, Routing::Dropped);
+    const MoeBatch b = mmt::make_moe_batch(rng, p, T, Routing::Dropped);
     GuardedOut<uint16_t> y(T * H);
     HostVec<int32_t> counts(8, 0), nt = {valid};
     ForwardOptions opt;
@@ -592,11 +397,11 @@ TEST(MoeLayer, DeterministicAndIndependentOfTheBatch) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 4, 256, 256, 48);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 4, 256, 256, 48);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
   const int64_t T = 48, H = p.cfg.H, k = p.cfg.k;
-  const Batch b = make_batch(rng, p, T, Routing::Skewed);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, T, Routing::Skewed);
   HostVec<uint16_t> y1(static_cast<std::size_t>(T * H)), y2(y1.size());
   ASSERT_EQ(forward(layer.get(), p, b, y1.data()), MEGAMOE_SUCCESS) << last_error();
   ASSERT_EQ(forward(layer.get(), p, b, y2.data()), MEGAMOE_SUCCESS) << last_error();
@@ -604,7 +409,7 @@ TEST(MoeLayer, DeterministicAndIndependentOfTheBatch) {
 
   // Each token alone (T = 1) gives its row of the batch.
   for (int64_t t : {int64_t{0}, int64_t{13}, T - 1}) {
-    Batch one;
+    MoeBatch one;
     one.T = 1;
     one.k = k;
     one.x.assign(b.x.begin() + t * H, b.x.begin() + (t + 1) * H);
@@ -617,7 +422,7 @@ TEST(MoeLayer, DeterministicAndIndependentOfTheBatch) {
   }
 
   // The batch reversed gives the rows reversed.
-  Batch rev = b;
+  MoeBatch rev = b;
   for (int64_t t = 0; t < T; ++t) {
     std::copy(b.x.begin() + (T - 1 - t) * H, b.x.begin() + (T - t) * H, rev.x.begin() + t * H);
     std::copy(b.xf.begin() + (T - 1 - t) * H, b.xf.begin() + (T - t) * H, rev.xf.begin() + t * H);
@@ -648,14 +453,14 @@ TEST(MoeLayer, ConcurrentForwardsOnOneLayer) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 4, 2, 128, 128, 16);
+  const MoeProblem p = mmt::make_moe_problem(rng, 4, 2, 128, 128, 16);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Fp8, false, layer), MEGAMOE_SUCCESS) << last_error();
   constexpr int kThreads = 4;
-  std::vector<Batch> batches;
+  std::vector<MoeBatch> batches;
   std::vector<HostVec<uint16_t>> ys(kThreads);
   for (int i = 0; i < kThreads; ++i) {
-    batches.push_back(make_batch(rng, p, 16, Routing::Dropped));
+    batches.push_back(mmt::make_moe_batch(rng, p, 16, Routing::Dropped));
     ys[static_cast<std::size_t>(i)].resize(static_cast<std::size_t>(16 * p.cfg.H));
   }
   std::vector<megamoe_status_t> status(kThreads, MEGAMOE_ERROR_INTERNAL);
@@ -683,12 +488,12 @@ TEST(MoeLayer, VaryingTokenCountsOnOneLayer) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 5, 3, 128, 256, 20);
+  const MoeProblem p = mmt::make_moe_problem(rng, 5, 3, 128, 256, 20);
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Bf16, false, layer), MEGAMOE_SUCCESS) << last_error();
   for (int64_t T : {20, 1, 7, 0, 20, 3}) {
     SCOPED_TRACE("T=" + std::to_string(T));
-    const Batch b = make_batch(rng, p, T, Routing::Duplicates);
+    const MoeBatch b = mmt::make_moe_batch(rng, p, T, Routing::Duplicates);
     GuardedOut<uint16_t> y(T * p.cfg.H);
     ASSERT_EQ(forward(layer.get(), p, b, y.data()), MEGAMOE_SUCCESS) << last_error();
     expect_matches_reference(p, b, y.data());
@@ -702,11 +507,11 @@ TEST(MoeLayer, MidSize) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  Problem p = make_problem(rng, 16, 6, 1024, 512, 128);
+  MoeProblem p = mmt::make_moe_problem(rng, 16, 6, 1024, 512, 128);
   p.cfg.rsf = 2.5f;
   Layer layer;
   ASSERT_EQ(create_layer(ctx, p, WeightMode::Bf16, true, layer), MEGAMOE_SUCCESS) << last_error();
-  const Batch b = make_batch(rng, p, 40, Routing::Skewed);
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 40, Routing::Skewed);
   GuardedOut<uint16_t> y(40 * p.cfg.H);
   HostVec<int32_t> counts(16, 0);
   ForwardOptions opt;
@@ -736,9 +541,9 @@ TEST(MoeLayer, ProgressIsReportedDuringCreation) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 2, 256, 128, 8);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 2, 256, 128, 8);
   for (WeightMode mode : {WeightMode::Fp8, WeightMode::Bf16}) {
-    SCOPED_TRACE(mode_name(mode));
+    SCOPED_TRACE(mmt::weight_mode_name(mode));
     ProgressLog log;
     Layer layer;
     ASSERT_EQ(create_layer(ctx, p, mode, false, layer, &ProgressLog::callback, &log), MEGAMOE_SUCCESS)
@@ -753,7 +558,7 @@ TEST(MoeLayer, ProgressIsReportedDuringCreation) {
       prev = done;
     }
     // The layer works.
-    const Batch b = make_batch(rng, p, 4, Routing::Uniform);
+    const MoeBatch b = mmt::make_moe_batch(rng, p, 4, Routing::Uniform);
     HostVec<uint16_t> y(static_cast<std::size_t>(4 * p.cfg.H));
     ASSERT_EQ(forward(layer.get(), p, b, y.data()), MEGAMOE_SUCCESS) << last_error();
     expect_matches_reference(p, b, y.data());
@@ -765,7 +570,7 @@ TEST(MoeLayer, CancelReturnsCancelledAndCreatesNothing) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  const Problem p = make_problem(rng, 8, 2, 256, 128, 8);
+  const MoeProblem p = mmt::make_moe_problem(rng, 8, 2, 256, 128, 8);
   ProgressLog full;
   {
     Layer layer;
@@ -776,18 +581,18 @@ TEST(MoeLayer, CancelReturnsCancelledAndCreatesNothing) {
   if (full.calls.size() > 2) cancel_points.push_back(static_cast<int64_t>(full.calls.size()) / 2);
   for (int64_t at : cancel_points) {
     for (WeightMode mode : {WeightMode::Fp8, WeightMode::Bf16}) {
-      SCOPED_TRACE(std::string(mode_name(mode)) + " cancel at call " + std::to_string(at));
+      SCOPED_TRACE(std::string(mmt::weight_mode_name(mode)) + " cancel at call " + std::to_string(at));
       const int64_t live = megamoe_live_object_count();
       ProgressLog log;
       log.cancel_at = at;
-      WeightArgs w(p, mode, false);
-      megamoe_moe_config_t c = to_config(p);
+      MoeWeightArgs w(p, mode, false);
+      megamoe_moe_config_t c = mmt::moe_config(p);
       c.progress = &ProgressLog::callback;
       c.progress_user_data = &log;
       auto sentinel = reinterpret_cast<megamoe_moe_layer_t>(uintptr_t{0x5A5A5A70});
       megamoe_moe_layer_t out = sentinel;
-      const megamoe_status_t st = megamoe_moe_layer_create(ctx, &c, &w.w13_t, w.scales ? &w.s13_t : nullptr, &w.w2_t,
-                                                           w.scales ? &w.s2_t : nullptr, nullptr, &out);
+      const megamoe_status_t st =
+          megamoe_moe_layer_create(ctx, &c, &w.w13_t, w.w13_scales(), &w.w2_t, w.w2_scales(), nullptr, &out);
       if (static_cast<int64_t>(log.calls.size()) <= at) {
         // FP8 weights may need fewer progress steps than BF16 ones; no cancel happened then.
         if (st == MEGAMOE_SUCCESS) {
@@ -808,7 +613,7 @@ TEST(MoeLayer, WorkspaceSize) {
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
   mmt::ScopedContext ctx;
-  Problem p = make_problem(rng, 4, 2, 128, 128, 8);
+  MoeProblem p = mmt::make_moe_problem(rng, 4, 2, 128, 128, 8);
   int64_t prev = 0;
   for (int64_t max_tokens : {1, 8, 256, 4096}) {
     p.max_tokens = max_tokens;

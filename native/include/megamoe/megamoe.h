@@ -73,12 +73,12 @@ MEGAMOE_API const char* megamoe_status_string(megamoe_status_t status);
 /* Message of the last failed call on this thread ("" if none). Valid until the next failing call
  * on this thread. Successful calls do not clear it. */
 MEGAMOE_API const char* megamoe_last_error_message(void);
-/* Number of live MegaMoe objects (contexts, buffers, layers, routed plans) in this process;
- * for leak tests. */
+/* Number of live MegaMoe objects (contexts, buffers, layers, routed plans, EP communicators,
+ * dispatchers and layers) in this process; for leak tests. */
 MEGAMOE_API int64_t megamoe_live_object_count(void);
 /* sizeof() of a public struct as this library was compiled ("megamoe_tensor_t",
- * "megamoe_device_info_t", "megamoe_moe_config_t"); -1 for any other name. Lets bindings check
- * their declarations against the loaded library. */
+ * "megamoe_device_info_t", "megamoe_moe_config_t", "megamoe_ep_config_t"); -1 for any other name.
+ * Lets bindings check their declarations against the loaded library. */
 MEGAMOE_API int64_t megamoe_struct_size(const char* type_name);
 
 /* ---------------------------------------------------------------------------------------------
@@ -345,6 +345,146 @@ MEGAMOE_API megamoe_status_t megamoe_moe_layer_forward(megamoe_moe_layer_t layer
                                                        const megamoe_tensor_t* y,
                                                        const megamoe_tensor_t* expert_counts,
                                                        const megamoe_tensor_t* num_tokens, void* stream);
+
+/* ---------------------------------------------------------------------------------------------
+ * 9. Expert parallelism (docs/EP.md): W ranks, rank r owning the global experts
+ *    [expert_begin_r, expert_begin_r + num_local_experts_r); the ranges partition [0, E) in rank order.
+ *    Tokens go (FP8 + scales + top-k) to the ranks owning their experts, are computed there, and the
+ *    results come back and are combined in a fixed order.
+ *
+ *    Collective calls: every *_create below that takes a megamoe_ep_comm_t, and every dispatch, combine
+ *    and forward, must be made by all W ranks, in the same order. A rank whose own arguments are wrong
+ *    still takes part (it sends nothing, serves its peers) and then fails with the usual message, so its
+ *    peers finish; creation fails on every rank alike when any rank's arguments are wrong or the ranks
+ *    disagree. Only a NULL or destroyed handle (the communicator, dispatcher or layer) is detected
+ *    before the rank can take part; its peers then wait (the loopback transport fails them once the
+ *    rank's communicator and its objects are destroyed).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct megamoe_ep_comm* megamoe_ep_comm_t;
+
+/* One rank's endpoint over an NCCL communicator the caller owns (an ncclComm_t as void*, which must
+ * outlive the endpoint and everything made from it), for a context on the CUDA backend on the
+ * communicator's device. The rank and world size are the communicator's. */
+MEGAMOE_API megamoe_status_t megamoe_ep_comm_create_nccl(megamoe_context_t context, void* nccl_comm,
+                                                         megamoe_ep_comm_t* out_comm);
+/* W = world_size endpoints of an in-process loopback group, rank i on contexts[i] (all on the same
+ * backend; one context may serve several ranks): out_comms[i] for i < W. Each rank's calls must come
+ * from its own thread, except for W = 1. */
+MEGAMOE_API megamoe_status_t megamoe_ep_comm_create_loopback(const megamoe_context_t* contexts, int32_t world_size,
+                                                             megamoe_ep_comm_t* out_comms);
+/* Objects made from a communicator keep it alive. */
+MEGAMOE_API megamoe_status_t megamoe_ep_comm_destroy(megamoe_ep_comm_t comm);
+MEGAMOE_API megamoe_status_t megamoe_ep_comm_get_rank(megamoe_ep_comm_t comm, int32_t* out_rank,
+                                                      int32_t* out_world_size);
+
+/* NCCL communicators for the caller (MegaMoe loads libnccl.so.2 on first use; without it, or in a
+ * build without CUDA, these fail with MEGAMOE_ERROR_BACKEND_UNAVAILABLE and the reason). */
+#define MEGAMOE_NCCL_UNIQUE_ID_BYTES 128
+/* ncclGetUniqueId: `size` must be MEGAMOE_NCCL_UNIQUE_ID_BYTES. Send the bytes to every process. */
+MEGAMOE_API megamoe_status_t megamoe_nccl_get_unique_id(uint8_t* out_id, int64_t size);
+/* ncclCommInitRank for one rank of a multi-process group, on CUDA device device_id. */
+MEGAMOE_API megamoe_status_t megamoe_nccl_comm_init_rank(int32_t world_size, const uint8_t* id, int64_t id_size,
+                                                         int32_t rank, int32_t device_id, void** out_comm);
+/* ncclCommInitAll: out_comms[i], rank i, on device_ids[i], for one process driving `count` GPUs. */
+MEGAMOE_API megamoe_status_t megamoe_nccl_comm_init_all(int32_t count, const int32_t* device_ids,
+                                                        void** out_comms);
+/* ncclCommDestroy; NULL does nothing. */
+MEGAMOE_API megamoe_status_t megamoe_nccl_comm_destroy(void* comm);
+
+/* Flags of megamoe_ep_config_t, beside the MEGAMOE_MOE_* flags of the local layer. */
+/* Keep the dispatch, compute and combine times of the last forward (megamoe_ep_layer_get_timings). */
+#define MEGAMOE_EP_RECORD_TIMINGS 256u
+
+typedef struct megamoe_ep_config {
+  uint32_t struct_size;        /* sizeof(megamoe_ep_config_t) */
+  uint32_t flags;              /* MEGAMOE_MOE_* (the local layer) | MEGAMOE_EP_* */
+  int32_t num_experts;         /* E over all ranks, 1..1024 */
+  int32_t top_k;               /* 1..16 */
+  int64_t hidden;              /* H, multiple of 128 */
+  int64_t intermediate;        /* I, multiple of 128 (layers) */
+  int64_t max_tokens_per_rank; /* C: the largest T any rank passes; >= 1, W * C * top_k < 2^31 */
+  int32_t expert_begin;        /* this rank's first global expert */
+  int32_t num_local_experts;   /* this rank's experts, >= 1 */
+  float activation_alpha;      /* the local layer's activation and scaling, as megamoe_moe_config_t */
+  float activation_beta;
+  float activation_clamp;
+  float routed_scaling_factor;
+  megamoe_progress_fn progress; /* optional: weight preparation of the local layer */
+  void* progress_user_data;
+} megamoe_ep_config_t;
+
+/* Dispatch and combine for a framework that runs its own expert compute in between. Only num_experts,
+ * top_k, hidden, max_tokens_per_rank, expert_begin and num_local_experts of the config are used. A
+ * dispatcher holds one dispatch until its combine. R_max = W * C received tokens at most. */
+typedef struct megamoe_ep_dispatcher* megamoe_ep_dispatcher_t;
+
+MEGAMOE_API megamoe_status_t megamoe_ep_dispatcher_create(megamoe_ep_comm_t comm, const megamoe_ep_config_t* config,
+                                                          void* stream, megamoe_ep_dispatcher_t* out_dispatcher);
+MEGAMOE_API megamoe_status_t megamoe_ep_dispatcher_destroy(megamoe_ep_dispatcher_t dispatcher);
+/* R_max = W * C (rows of megamoe_ep_dispatch's outputs) and R_max * top_k (megamoe_ep_dispatch_expanded). */
+MEGAMOE_API megamoe_status_t megamoe_ep_dispatcher_get_sizes(megamoe_ep_dispatcher_t dispatcher,
+                                                             int64_t* out_max_recv_tokens,
+                                                             int64_t* out_max_recv_rows_expanded);
+/* x [T, H] BF16 (quantized as the MoE layer does), or FP8 with x_scales [T, H/128] FP32 (NULL for BF16);
+ * topk_idx [T, top_k] INT32 or INT64 of GLOBAL experts (-1 = dropped); topk_weights [T, top_k] FP32;
+ * T <= C. Receives, source rank by source rank and in each source's token order, every token with a
+ * slot on this rank: recv_x [R_max, H] FP8, recv_x_scales [R_max, H/128] FP32, recv_topk_idx
+ * [R_max, top_k] INT32 (LOCAL experts, -1 for slots on other ranks and dropped slots),
+ * recv_topk_weights [R_max, top_k] FP32 (as given), recv_num_tokens INT32 [1] = R; rows >= R are
+ * not written. */
+MEGAMOE_API megamoe_status_t megamoe_ep_dispatch(megamoe_ep_dispatcher_t dispatcher, const megamoe_tensor_t* x,
+                                                 const megamoe_tensor_t* x_scales, const megamoe_tensor_t* topk_idx,
+                                                 const megamoe_tensor_t* topk_weights, const megamoe_tensor_t* recv_x,
+                                                 const megamoe_tensor_t* recv_x_scales,
+                                                 const megamoe_tensor_t* recv_topk_idx,
+                                                 const megamoe_tensor_t* recv_topk_weights,
+                                                 const megamoe_tensor_t* recv_num_tokens, void* stream);
+/* As megamoe_ep_dispatch, but one row per (received token, local slot), sorted by local expert and
+ * stable in (source rank, token, slot): recv_x [R_max * top_k, H] FP8, recv_x_scales [R_max * top_k,
+ * H/128], recv_offsets INT32 [num_local_experts + 1] (local expert e owns rows [offsets[e],
+ * offsets[e+1]); the layout megamoe_gemm_grouped_offsets takes). Rows past the last offset are not
+ * written. */
+MEGAMOE_API megamoe_status_t megamoe_ep_dispatch_expanded(megamoe_ep_dispatcher_t dispatcher,
+                                                          const megamoe_tensor_t* x, const megamoe_tensor_t* x_scales,
+                                                          const megamoe_tensor_t* topk_idx,
+                                                          const megamoe_tensor_t* topk_weights,
+                                                          const megamoe_tensor_t* recv_x,
+                                                          const megamoe_tensor_t* recv_x_scales,
+                                                          const megamoe_tensor_t* recv_offsets, void* stream);
+/* Combines the held dispatch: partial BF16 or FP32 holds, after megamoe_ep_dispatch, one row per
+ * received token [R_max, H] (its local slots already weighted and summed by the caller), or, after
+ * megamoe_ep_dispatch_expanded, one row per expanded row [R_max * top_k, H], unweighted: a token's row
+ * is then fmaf(w_j, row_j, sum) over its local slots j in slot order, from +0, in float32. Then
+ * y [T, H] BF16 (T of the dispatch): y[t] = bf16(sum over ranks in rank order of the rows of token t),
+ * +0 for a token with no slot routed. */
+MEGAMOE_API megamoe_status_t megamoe_ep_combine(megamoe_ep_dispatcher_t dispatcher, const megamoe_tensor_t* partial,
+                                                const megamoe_tensor_t* y, void* stream);
+
+/* The MoE layer over all ranks: quantize -> dispatch -> this rank's experts (the layer of section 8)
+ * on the received tokens -> combine. y equals the single-GPU layer over all E experts up to the order
+ * in which a token's float32 slot results are added (bitwise equal for W = 1), deterministic. */
+typedef struct megamoe_ep_layer* megamoe_ep_layer_t;
+
+/* Weights of this rank's experts only, as megamoe_moe_layer_create takes them: w13 [E_local, 2I, H],
+ * w2 [E_local, H, I], FP8 with scales or BF16/FP32 without. */
+MEGAMOE_API megamoe_status_t megamoe_ep_layer_create(megamoe_ep_comm_t comm, const megamoe_ep_config_t* config,
+                                                     const megamoe_tensor_t* w13, const megamoe_tensor_t* w13_scales,
+                                                     const megamoe_tensor_t* w2, const megamoe_tensor_t* w2_scales,
+                                                     void* stream, megamoe_ep_layer_t* out_layer);
+MEGAMOE_API megamoe_status_t megamoe_ep_layer_destroy(megamoe_ep_layer_t layer);
+/* x, x_scales, topk_idx (GLOBAL experts), topk_weights and y as megamoe_moe_layer_forward, T <= C;
+ * T = 0 is valid (the rank still serves its peers). expert_counts: NULL or INT32 [num_local_experts],
+ * incremented by the slots of all ranks routed to this rank's experts. */
+MEGAMOE_API megamoe_status_t megamoe_ep_layer_forward(megamoe_ep_layer_t layer, const megamoe_tensor_t* x,
+                                                      const megamoe_tensor_t* x_scales,
+                                                      const megamoe_tensor_t* topk_idx,
+                                                      const megamoe_tensor_t* topk_weights, const megamoe_tensor_t* y,
+                                                      const megamoe_tensor_t* expert_counts, void* stream);
+/* Milliseconds of the last successful forward of a layer created with MEGAMOE_EP_RECORD_TIMINGS:
+ * dispatch (quantize, pack, exchange, unpack), compute (this rank's experts), combine (return,
+ * exchange, combine). Device time on CUDA (waits for the forward); host wall clock on the CPU. */
+MEGAMOE_API megamoe_status_t megamoe_ep_layer_get_timings(megamoe_ep_layer_t layer, double* out_dispatch_ms,
+                                                          double* out_compute_ms, double* out_combine_ms);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -31,6 +31,7 @@ MEGAMOE_API int64_t megamoe_struct_size(const char* type_name) {
   if (std::strcmp(type_name, "megamoe_tensor_t") == 0) return sizeof(megamoe_tensor_t);
   if (std::strcmp(type_name, "megamoe_device_info_t") == 0) return sizeof(megamoe_device_info_t);
   if (std::strcmp(type_name, "megamoe_moe_config_t") == 0) return sizeof(megamoe_moe_config_t);
+  if (std::strcmp(type_name, "megamoe_ep_config_t") == 0) return sizeof(megamoe_ep_config_t);
   return -1;
 }
 

@@ -159,16 +159,34 @@ void expect_multiple_of_128(const char* argument, const Tensor& t, int32_t dim, 
   }
 }
 
-void expect_disjoint(const char* output_name, const Tensor& output, std::initializer_list<NamedTensor> inputs) {
+namespace {
+
+// `role` says what the others are ("input", "output").
+void expect_apart(const char* output_name, const Tensor& output, std::initializer_list<NamedTensor> others,
+                  const char* role) {
   if (output.numel() == 0) return;
   const auto out_begin = reinterpret_cast<uintptr_t>(output.data);
   const auto out_end = out_begin + static_cast<uintptr_t>(output.bytes());
-  for (const NamedTensor& input : inputs) {
-    if (input.tensor == nullptr || input.tensor->numel() == 0) continue;
-    const auto in_begin = reinterpret_cast<uintptr_t>(input.tensor->data);
-    const auto in_end = in_begin + static_cast<uintptr_t>(input.tensor->bytes());
-    if (out_begin < in_end && in_begin < out_end) {
-      invalid(output_name, "output memory overlaps input '", input.name, "'");
+  for (const NamedTensor& other : others) {
+    if (other.tensor == nullptr || other.tensor->numel() == 0) continue;
+    const auto begin = reinterpret_cast<uintptr_t>(other.tensor->data);
+    const auto end = begin + static_cast<uintptr_t>(other.tensor->bytes());
+    if (out_begin < end && begin < out_end) invalid(output_name, "output memory overlaps ", role, " '", other.name, "'");
+  }
+}
+
+}  // namespace
+
+void expect_disjoint(const char* output_name, const Tensor& output, std::initializer_list<NamedTensor> inputs) {
+  expect_apart(output_name, output, inputs, "input");
+}
+
+void expect_all_disjoint(std::initializer_list<NamedTensor> outputs, std::initializer_list<NamedTensor> inputs) {
+  for (auto out = outputs.begin(); out != outputs.end(); ++out) {
+    if (out->tensor == nullptr) continue;
+    expect_apart(out->name, *out->tensor, inputs, "input");
+    for (auto other = outputs.begin(); other != out; ++other) {
+      expect_apart(out->name, *out->tensor, {*other}, "output");
     }
   }
 }

@@ -63,6 +63,8 @@ struct NamedTensor {
 
 // Output memory must not overlap any of the inputs.
 void expect_disjoint(const char* output_name, const Tensor& output, std::initializer_list<NamedTensor> inputs);
+// Each output must overlap neither an input nor another output.
+void expect_all_disjoint(std::initializer_list<NamedTensor> outputs, std::initializer_list<NamedTensor> inputs);
 
 
 }  // namespace megamoe

@@ -1,5 +1,6 @@
-// The structs behind the opaque C handles. Children hold a shared_ptr to their context's backend,
-// so destroying a context with live buffers, plans or layers only drops the caller's reference.
+// The structs behind the opaque C handles. Children hold a shared_ptr to their context's backend
+// (EP objects to their communicator, which holds it), so destroying a context with live buffers,
+// plans or layers only drops the caller's reference.
 // `magic` lets entry points reject a destroyed handle or a handle of another kind (best effort:
 // memory that was freed and reused can still fool it).
 #pragma once
@@ -10,6 +11,9 @@
 
 #include "core/backend.h"
 #include "core/live_objects.h"
+#include "ep/communicator.h"
+#include "ep/dispatcher.h"
+#include "ep/layer.h"
 
 namespace megamoe {
 
@@ -52,4 +56,21 @@ struct megamoe_moe_layer : megamoe::Handle<0x4d4f454cu> {
   megamoe::MoeLayerSpec spec;
   std::unique_ptr<megamoe::MoeLayer> impl;
   std::mutex forward_mutex;  // the layer's workspace serves one forward at a time
+};
+
+struct megamoe_ep_comm : megamoe::Handle<0x4d4f4558u> {
+  static constexpr const char* kind_name = "megamoe_ep_comm_t";
+  std::shared_ptr<megamoe::ep::Communicator> impl;
+};
+
+struct megamoe_ep_dispatcher : megamoe::Handle<0x4d4f4544u> {
+  static constexpr const char* kind_name = "megamoe_ep_dispatcher_t";
+  megamoe::ep::EpSpec spec;
+  std::unique_ptr<megamoe::ep::Dispatcher> impl;  // keeps the communicator alive
+};
+
+struct megamoe_ep_layer : megamoe::Handle<0x4d4f4545u> {
+  static constexpr const char* kind_name = "megamoe_ep_layer_t";
+  megamoe::ep::EpSpec spec;
+  std::unique_ptr<megamoe::ep::Layer> impl;  // keeps the communicator alive
 };

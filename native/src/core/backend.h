@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 
+#include "core/ep_format.h"
+#include "core/error.h"
 #include "core/tensor.h"
 #include "megamoe/megamoe.h"
 
@@ -52,6 +54,9 @@ struct MoeForwardArgs {
   std::optional<Tensor> x_scales;  // present iff x is FP8
   Tensor topk_idx;
   Tensor topk_weights;
+  // BF16 (the C ABI), or FP32: the float32 sum over the token's slots before its one rounding, which
+  // expert parallelism adds up across ranks (docs/EP.md). Only backends that pass
+  // check_expert_parallel() are given FP32.
   Tensor y;
   std::optional<Tensor> expert_counts;
   std::optional<Tensor> num_tokens;
@@ -88,6 +93,89 @@ class RoutedPlan {
   virtual void run(const RoutedGemmArgs& args, void* stream) = 0;
 };
 
+// ---- Expert parallelism (docs/EP.md): the backend primitives over the regions of core/ep_format.h.
+
+// Orders work across streams and times it (a cudaEvent_t on CUDA). The CPU backend runs every call
+// synchronously, so there record() notes the host clock and wait() has nothing to wait for.
+class StreamEvent {
+ public:
+  virtual ~StreamEvent() = default;
+  virtual void record(void* stream) = 0;
+  // Work enqueued on `stream` after this call starts after the work before the last record().
+  virtual void wait(void* stream) = 0;
+  // Milliseconds from `start`'s last record() to this event's last record(), once both are done.
+  virtual double elapsed_ms(StreamEvent& start) = 0;
+};
+
+// x [T, H] FP8 with scales, topk_idx [T, k] INT32/INT64 holding GLOBAL experts (-1 dropped),
+// topk_weights [T, k] -> the W dispatch regions of `send` (headers included) and pos [T, W], the
+// record index of token t in region p or -1. T = 0 writes the W headers only. The CPU backend
+// rejects an expert outside [-1, E) before writing anything.
+struct EpPackArgs {
+  EpGeometry geometry;
+  const int32_t* rank_begin = nullptr;  // [W + 1] in backend memory (ep_owner)
+  ScaledTensor x;
+  Tensor topk_idx;
+  Tensor topk_weights;
+  void* send = nullptr;
+  int32_t* pos = nullptr;
+};
+
+// The W received dispatch regions -> one row per record, source rank by source rank: x [R_max, H]
+// with scales, topk_idx [R_max, k] INT32 (local experts, -1 for the other slots), topk_weights
+// [R_max, k], num_tokens INT32 [1] = R, and source_offsets [W + 1] (records of source s are rows
+// [o_s, o_{s+1})). Rows >= R are not written.
+struct EpUnpackArgs {
+  EpGeometry geometry;
+  const void* recv = nullptr;
+  ScaledTensor x;
+  Tensor topk_idx;
+  Tensor topk_weights;
+  Tensor num_tokens;
+  int32_t* source_offsets = nullptr;
+};
+
+// The W received dispatch regions -> one row per (record, local slot) sorted by local expert, stable in
+// (source rank, token, slot): x [R_max * k, H] with scales, expert_offsets INT32 [E_local + 1]; and for
+// the combine: topk_weights [R_max, k] FP32 and slot_rows [R_max, k] (the row of each slot, -1 where the
+// slot is on another rank), source_offsets [W + 1] as for EpUnpackArgs. Rows past the last offset are
+// not written.
+struct EpUnpackExpandedArgs {
+  EpGeometry geometry;
+  int32_t num_local_experts = 0;
+  const void* recv = nullptr;
+  ScaledTensor x;
+  Tensor expert_offsets;
+  float* topk_weights = nullptr;
+  int32_t* slot_rows = nullptr;
+  int32_t* source_offsets = nullptr;
+};
+
+// This rank's results -> the W return regions of `send`: region s gets, in record order, the float32 row
+// of every record received from rank s. partial holds one row per record ([R_max, H]), or with
+// slot_rows one row per expanded row ([R_max * k, H], unweighted): then a record's row is
+// fmaf(w_j, partial[row_j], sum) over its local slots j in slot order, from +0. partial is BF16 or FP32.
+// A nonzero status (this rank failed) goes into every header and no row is written.
+struct EpReturnArgs {
+  EpGeometry geometry;
+  int32_t status = MEGAMOE_SUCCESS;
+  Tensor partial;
+  const int32_t* source_offsets = nullptr;
+  const int32_t* slot_rows = nullptr;
+  const float* topk_weights = nullptr;
+  void* send = nullptr;
+};
+
+// The W received return regions -> y [T, H] BF16: y[t] = bf16(sum over ranks p in order, where
+// pos[t, p] >= 0, of region p's row pos[t, p]), float32 from +0; tokens on no rank get +0. A region with
+// a nonzero status that this rank sent records to fails the call (on the CPU before y is written).
+struct EpCombineArgs {
+  EpGeometry geometry;
+  const int32_t* pos = nullptr;
+  const void* recv = nullptr;
+  Tensor y;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -122,6 +210,35 @@ class Backend {
 
   virtual std::unique_ptr<MoeLayer> create_moe_layer(const MoeLayerSpec& spec, const MoeWeights& weights,
                                                      void* stream) = 0;
+
+  // Expert parallelism. A backend that supports it overrides every function below, and its MoE layers
+  // write FP32 y (MoeForwardArgs); the defaults say it does not, so a backend without them still builds.
+  // Throws unless this backend implements expert parallelism (checked when an EP object is created).
+  virtual void check_expert_parallel() const { not_implemented("expert parallelism"); }
+  // Device-to-device copy enqueued on `stream` (memory of any backend of the same kind).
+  virtual void copy(void* /*device_dst*/, const void* /*device_src*/, int64_t /*bytes*/, void* /*stream*/) {
+    not_implemented("copy");
+  }
+  // `timing`: the event will be passed to elapsed_ms (CUDA events without timing are cheaper).
+  virtual std::unique_ptr<StreamEvent> create_event(bool /*timing*/) { not_implemented("stream events"); }
+  virtual void ep_pack(const EpPackArgs& /*args*/, void* /*stream*/) { not_implemented("the expert-parallel pack"); }
+  virtual void ep_unpack(const EpUnpackArgs& /*args*/, void* /*stream*/) {
+    not_implemented("the expert-parallel unpack");
+  }
+  virtual void ep_unpack_expanded(const EpUnpackExpandedArgs& /*args*/, void* /*stream*/) {
+    not_implemented("the expanded expert-parallel unpack");
+  }
+  virtual void ep_return(const EpReturnArgs& /*args*/, void* /*stream*/) {
+    not_implemented("the expert-parallel return");
+  }
+  virtual void ep_combine(const EpCombineArgs& /*args*/, void* /*stream*/) {
+    not_implemented("the expert-parallel combine");
+  }
+
+ private:
+  [[noreturn]] static void not_implemented(const char* what) {
+    fail(MEGAMOE_ERROR_UNSUPPORTED, what, " is not implemented by this backend yet");
+  }
 };
 
 std::shared_ptr<Backend> make_cpu_backend();

@@ -17,6 +17,8 @@ constexpr int64_t kMaxExtent = int64_t{1} << 48;
 constexpr int64_t kMaxTokens = int64_t{1} << 31;
 // CPU backend worker threads.
 constexpr int32_t kMaxThreads = 4096;
+// Ranks of an expert-parallel group: every rank owns at least one expert.
+constexpr int32_t kMaxWorldSize = kMaxExperts;
 
 static_assert(kMaxTopK <= 32, "token masks hold one bit per slot in 32 bits");
 

@@ -7,6 +7,7 @@
 
 #include "cpu/aligned_buffer.h"
 #include "cpu/block_scaled_dot.h"
+#include "cpu/ep_kernels.h"
 #include "cpu/gemm.h"
 #include "cpu/interleave.h"
 #include "cpu/moe_layer.h"
@@ -111,6 +112,24 @@ std::unique_ptr<MoeLayer> CpuBackend::create_moe_layer(const MoeLayerSpec& spec,
                                                        void* /*stream*/) {
   return make_cpu_moe_layer(pool_, spec, weights);
 }
+
+void CpuBackend::copy(void* device_dst, const void* device_src, int64_t bytes, void* /*stream*/) {
+  if (bytes > 0) std::memcpy(device_dst, device_src, static_cast<size_t>(bytes));
+}
+
+std::unique_ptr<StreamEvent> CpuBackend::create_event(bool /*timing*/) { return make_host_clock_event(); }
+
+void CpuBackend::ep_pack(const EpPackArgs& args, void* /*stream*/) { cpu::ep_pack(*pool_, args); }
+
+void CpuBackend::ep_unpack(const EpUnpackArgs& args, void* /*stream*/) { cpu::ep_unpack(*pool_, args); }
+
+void CpuBackend::ep_unpack_expanded(const EpUnpackExpandedArgs& args, void* /*stream*/) {
+  cpu::ep_unpack_expanded(*pool_, args);
+}
+
+void CpuBackend::ep_return(const EpReturnArgs& args, void* /*stream*/) { cpu::ep_return(*pool_, args); }
+
+void CpuBackend::ep_combine(const EpCombineArgs& args, void* /*stream*/) { cpu::ep_combine(*pool_, args); }
 
 }  // namespace cpu
 

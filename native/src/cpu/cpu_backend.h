@@ -44,6 +44,15 @@ class CpuBackend final : public Backend {
   std::unique_ptr<MoeLayer> create_moe_layer(const MoeLayerSpec& spec, const MoeWeights& weights,
                                              void* stream) override;
 
+  void check_expert_parallel() const override {}
+  void copy(void* device_dst, const void* device_src, int64_t bytes, void* stream) override;
+  std::unique_ptr<StreamEvent> create_event(bool timing) override;
+  void ep_pack(const EpPackArgs& args, void* stream) override;
+  void ep_unpack(const EpUnpackArgs& args, void* stream) override;
+  void ep_unpack_expanded(const EpUnpackExpandedArgs& args, void* stream) override;
+  void ep_return(const EpReturnArgs& args, void* stream) override;
+  void ep_combine(const EpCombineArgs& args, void* stream) override;
+
  private:
   // Shared with plans and layers, which may outlive a call but never the pool's last user.
   std::shared_ptr<ThreadPool> pool_;

@@ -5,7 +5,8 @@
 //   3. per (row group of one expert, 128 columns of I): gate and up accumulators, activation times
 //      w * rsf, and the requantization of that 128-wide group, fused so no [slots, 2I] buffer exists;
 //   4. down-projection float32 accumulators z per slot;
-//   5. per token, y = bf16(sum of z over its slots in slot order).
+//   5. per token, y = bf16(sum of z over its slots in slot order), or the float32 sum itself when y is
+//      FP32 (expert parallelism adds those up across ranks before the one rounding).
 #include "cpu/moe_layer.h"
 
 #include <algorithm>
@@ -149,7 +150,7 @@ class CpuMoeLayer final : public MoeLayer {
     run_row_groups(*pool_, groups_, down_rows_.data(), w2_, [&](int64_t row, int64_t col, const float* acc) {
       std::memcpy(z_.as<float>() + row * h + col, acc, sizeof(float) * kPanelCols);
     });
-    combine(args.y.as<uint16_t>() + t0 * h, tokens);
+    combine(args.y, t0, tokens);
   }
 
   // Steps 2-4 of NUMERICS.md section 4 for every slot: qa, sa. `weights` are the chunk's top-k weights.
@@ -186,8 +187,8 @@ class CpuMoeLayer final : public MoeLayer {
     });
   }
 
-  // Step 6: y rows of the chunk's tokens from z, slots in order, starting from +0.
-  void combine(uint16_t* y, int64_t tokens) {
+  // Step 6: y rows of the chunk's tokens [t0, t0 + tokens) from z, slots in order, starting from +0.
+  void combine(const Tensor& y, int64_t t0, int64_t tokens) {
     const int64_t h = spec_.hidden, top_k = spec_.top_k;
     const int64_t ranges = (h + kCombineColumns - 1) / kCombineColumns;
     pool_->parallel_for(tokens * ranges, [&](int64_t task) {
@@ -201,7 +202,12 @@ class CpuMoeLayer final : public MoeLayer {
         const float* z = z_.as<const float>() + p * h + c0;
         for (int64_t c = 0; c < width; ++c) sum[c] += z[c];
       }
-      for (int64_t c = 0; c < width; ++c) y[t * h + c0 + c] = float_to_bf16(sum[c]);
+      const int64_t out = (t0 + t) * h + c0;
+      if (y.dtype == MEGAMOE_DTYPE_FP32) {
+        std::copy(sum, sum + width, y.as<float>() + out);
+      } else {
+        for (int64_t c = 0; c < width; ++c) y.as<uint16_t>()[out + c] = float_to_bf16(sum[c]);
+      }
     });
   }
 

@@ -1,0 +1,115 @@
+#include "ep/layer.h"
+
+#include "ep/agreement.h"
+
+namespace megamoe::ep {
+
+namespace {
+
+Tensor view(const BackendBuffer& buffer, megamoe_dtype_t dtype, int64_t rows, int64_t cols) {
+  Tensor t;
+  t.data = buffer.as<void>();
+  t.dtype = dtype;
+  t.rank = 2;
+  t.shape[0] = rows;
+  t.shape[1] = cols;
+  return t;
+}
+
+}  // namespace
+
+Layer::Layer(std::unique_ptr<Exchange> exchange, std::unique_ptr<MoeLayer> local, const EpSpec& spec)
+    : exchange_(std::move(exchange)), local_(std::move(local)), spec_(spec) {
+  const auto& backend = exchange_->comm().backend();
+  const EpGeometry& g = exchange_->geometry();
+  const int64_t rows = g.max_received();
+  x_ = BackendBuffer(backend, rows * g.hidden);
+  x_scales_ = BackendBuffer(backend, 4 * rows * g.scale_count());
+  topk_idx_ = BackendBuffer(backend, 4 * rows * g.top_k);
+  topk_weights_ = BackendBuffer(backend, 4 * rows * g.top_k);
+  num_tokens_ = BackendBuffer(backend, 4);
+  partial_ = BackendBuffer(backend, 4 * rows * g.hidden);
+  if (spec.record_timings) {
+    for (auto& mark : marks_) mark = backend->create_event(true);
+  }
+}
+
+std::unique_ptr<Layer> Layer::create(std::shared_ptr<Communicator> comm, const EpSpec& spec,
+                                     const MoeWeights& weights, const std::optional<Error>& own, void* stream) {
+  std::lock_guard<std::mutex> lock(comm->sequence_mutex());
+  std::unique_ptr<Layer> layer;
+  std::optional<Error> mine = own;
+  if (!mine) {
+    mine = attempt([&] {
+      comm->backend()->check_expert_parallel();
+      auto local = comm->backend()->create_moe_layer(spec.local, weights, stream);
+      layer.reset(new Layer(std::make_unique<Exchange>(comm, spec), std::move(local), spec));
+    });
+  }
+  const std::vector<int32_t> rank_begin = agree(*comm, ObjectKind::kLayer, spec, mine, stream);
+  layer->exchange_->set_ranks(rank_begin, comm->next_object(), stream);
+  comm->commit_object();
+  return layer;
+}
+
+void Layer::forward(const LayerForwardArgs* args, std::optional<Error> own, void* stream) {
+  std::lock_guard<std::mutex> sequence(exchange_->comm().sequence_mutex());
+  std::lock_guard<std::mutex> lock(mutex_);
+  Backend& backend = exchange_->backend();
+  const EpGeometry& g = exchange_->geometry();
+  const int64_t rows = g.max_received();
+  const auto mark = [&](int i) {
+    if (spec_.record_timings) marks_[i]->record(stream);
+  };
+  timed_ = false;
+
+  mark(0);
+  own = exchange_->dispatch(args ? &args->batch : nullptr, own, stream);
+  const std::optional<Error> failure = attempt([&] {
+    EpUnpackArgs unpack;
+    unpack.geometry = g;
+    unpack.recv = exchange_->received();
+    unpack.x = {view(x_, MEGAMOE_DTYPE_FP8_E4M3, rows, g.hidden), view(x_scales_, MEGAMOE_DTYPE_FP32, rows, g.scale_count())};
+    unpack.topk_idx = view(topk_idx_, MEGAMOE_DTYPE_INT32, rows, g.top_k);
+    unpack.topk_weights = view(topk_weights_, MEGAMOE_DTYPE_FP32, rows, g.top_k);
+    unpack.num_tokens = view(num_tokens_, MEGAMOE_DTYPE_INT32, 1, 1);
+    unpack.num_tokens.rank = 1;
+    unpack.source_offsets = exchange_->source_offsets();
+    backend.ep_unpack(unpack, stream);
+    mark(1);
+
+    MoeForwardArgs compute;
+    compute.x = unpack.x.data;
+    compute.x_scales = unpack.x.scales;
+    compute.topk_idx = unpack.topk_idx;
+    compute.topk_weights = unpack.topk_weights;
+    compute.y = view(partial_, MEGAMOE_DTYPE_FP32, rows, g.hidden);
+    compute.num_tokens = unpack.num_tokens;
+    // Counts are an output of this rank's call: left alone when the call fails.
+    if (!own && args->expert_counts) compute.expert_counts = args->expert_counts;
+    local_->forward(compute, stream);
+    mark(2);
+  });
+
+  EpReturnArgs give;
+  give.status = failure ? failure->status() : MEGAMOE_SUCCESS;
+  give.partial = view(partial_, MEGAMOE_DTYPE_FP32, rows, g.hidden);
+  exchange_->give_back(give, stream);
+  if (own) throw *own;
+  if (failure) throw *failure;
+  exchange_->combine(args->y, stream);
+  mark(3);
+  timed_ = spec_.record_timings;
+}
+
+Timings Layer::timings() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!spec_.record_timings) {
+    invalid("layer", "was created without MEGAMOE_EP_RECORD_TIMINGS in config.flags, so it keeps no timings");
+  }
+  if (!timed_) invalid("layer", "has no timings yet: no forward has succeeded since its creation or its last failure");
+  return Timings{marks_[1]->elapsed_ms(*marks_[0]), marks_[2]->elapsed_ms(*marks_[1]),
+                 marks_[3]->elapsed_ms(*marks_[2])};
+}
+
+}  // namespace megamoe::ep

@@ -1,0 +1,69 @@
+#include "support/ep_world.h"
+
+namespace mmt {
+
+EpWorld::EpWorld(int32_t world_size)
+    : contexts_(static_cast<std::size_t>(world_size)), comms_(static_cast<std::size_t>(world_size)) {
+  for (auto& c : contexts_) {
+    EXPECT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &c), MEGAMOE_SUCCESS) << last_error();
+    EXPECT_EQ(megamoe_context_set_num_threads(c, 1), MEGAMOE_SUCCESS) << last_error();
+  }
+  EXPECT_EQ(megamoe_ep_comm_create_loopback(contexts_.data(), world_size, comms_.data()), MEGAMOE_SUCCESS)
+      << last_error();
+}
+
+EpWorld::~EpWorld() {
+  for (auto c : comms_) EXPECT_EQ(megamoe_ep_comm_destroy(c), MEGAMOE_SUCCESS) << last_error();
+  for (auto c : contexts_) EXPECT_EQ(megamoe_context_destroy(c), MEGAMOE_SUCCESS) << last_error();
+}
+
+void EpWorld::drop(int32_t rank) {
+  EXPECT_EQ(megamoe_ep_comm_destroy(comms_[static_cast<std::size_t>(rank)]), MEGAMOE_SUCCESS) << last_error();
+  comms_[static_cast<std::size_t>(rank)] = nullptr;
+}
+
+std::vector<int32_t> split_experts(int64_t experts, int32_t world_size) {
+  std::vector<int32_t> begin(static_cast<std::size_t>(world_size) + 1, 0);
+  for (int32_t r = 0; r < world_size; ++r) {
+    const int64_t count = experts / world_size + (r < experts % world_size ? 1 : 0);
+    begin[static_cast<std::size_t>(r) + 1] = begin[static_cast<std::size_t>(r)] + static_cast<int32_t>(count);
+  }
+  return begin;
+}
+
+megamoe_ep_config_t ep_config(const MoeProblem& p, int64_t max_tokens_per_rank, int32_t expert_begin,
+                              int32_t num_local_experts, uint32_t flags) {
+  megamoe_ep_config_t c{};
+  c.struct_size = sizeof c;
+  c.flags = flags;
+  c.num_experts = static_cast<int32_t>(p.cfg.E);
+  c.top_k = static_cast<int32_t>(p.cfg.k);
+  c.hidden = p.cfg.H;
+  c.intermediate = p.cfg.I;
+  c.max_tokens_per_rank = max_tokens_per_rank;
+  c.expert_begin = expert_begin;
+  c.num_local_experts = num_local_experts;
+  c.activation_alpha = p.cfg.alpha;
+  c.activation_beta = p.cfg.beta;
+  c.activation_clamp = p.cfg.clamp;
+  c.routed_scaling_factor = p.cfg.rsf;
+  return c;
+}
+
+int64_t bf16_ulps(uint16_t a, uint16_t b) {
+  // Map the sign-magnitude codes onto a monotonic integer line (both zeros at 0).
+  const auto line = [](uint16_t v) -> int64_t { return (v & 0x8000) ? -int64_t{v & 0x7FFF} : int64_t{v}; };
+  const int64_t d = line(a) - line(b);
+  return d < 0 ? -d : d;
+}
+
+BatchTensors::BatchTensors(const MoeBatch& b, int64_t hidden, bool idx64_routing)
+    : idx32(b.idx.begin(), b.idx.end()), idx64(b.idx.begin(), b.idx.end()) {
+  const int64_t T = b.T, k = b.k;
+  x = make_tensor(T ? b.x.data() : nullptr, MEGAMOE_DTYPE_BF16, {T, hidden});
+  idx = idx64_routing ? make_tensor(T ? idx64.data() : nullptr, MEGAMOE_DTYPE_INT64, {T, k})
+                      : make_tensor(T ? idx32.data() : nullptr, MEGAMOE_DTYPE_INT32, {T, k});
+  w = make_tensor(T ? b.w.data() : nullptr, MEGAMOE_DTYPE_FP32, {T, k});
+}
+
+}  // namespace mmt
