@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "cuda/cuda_layers.h"
 #include "cuda/cuda_utils.h"
+#include "cuda/ep_kernels.h"
 #include "cuda/sm90/gemm/gemm.h"
 #include "cuda/transforms.h"
 
@@ -64,6 +65,40 @@ cudaDeviceProp probe_device(int32_t device_id) {
   }
   return props;
 }
+
+// A cudaEvent_t of the backend's device (expert parallelism: loopback ordering, layer timings).
+class CudaEvent final : public StreamEvent {
+ public:
+  CudaEvent(int device, bool timing) : device_(device) {
+    cuda::DeviceGuard guard(device_);
+    cuda::check(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming),
+                "cudaEventCreateWithFlags");
+  }
+  ~CudaEvent() override { (void)cudaEventDestroy(event_); }
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+
+  void record(void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::check(cudaEventRecord(event_, cuda::as_stream(stream)), "cudaEventRecord");
+  }
+  void wait(void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::check(cudaStreamWaitEvent(cuda::as_stream(stream), event_, 0), "cudaStreamWaitEvent");
+  }
+  double elapsed_ms(StreamEvent& start) override {
+    auto& from = dynamic_cast<CudaEvent&>(start);
+    cuda::DeviceGuard guard(device_);
+    cuda::check(cudaEventSynchronize(event_), "cudaEventSynchronize");
+    float ms = 0.0f;
+    cuda::check(cudaEventElapsedTime(&ms, from.event_, event_), "cudaEventElapsedTime");
+    return ms;
+  }
+
+ private:
+  int device_;
+  cudaEvent_t event_ = nullptr;
+};
 
 class CudaBackend final : public Backend {
  public:
@@ -210,6 +245,38 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<MoeLayer> create_moe_layer(const MoeLayerSpec& spec, const MoeWeights& weights, void* stream) override {
     return cuda::make_moe_layer(limits_, spec, weights, stream);
+  }
+
+  // Expert parallelism (cuda/ep_kernels.cu); the layers write FP32 y on request.
+  void check_expert_parallel() const override {}
+  void copy(void* device_dst, const void* device_src, int64_t bytes, void* stream) override {
+    if (bytes <= 0) return;
+    cuda::DeviceGuard guard(device_);
+    // cudaMemcpyDefault: the loopback copies between the buffers of ranks that may sit on other devices.
+    cuda::check(cudaMemcpyAsync(device_dst, device_src, static_cast<size_t>(bytes), cudaMemcpyDefault,
+                                cuda::as_stream(stream)),
+                "cudaMemcpyAsync (device to device)");
+  }
+  std::unique_ptr<StreamEvent> create_event(bool timing) override { return std::make_unique<CudaEvent>(device_, timing); }
+  void ep_pack(const EpPackArgs& args, void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::ep_pack(args, limits_, cuda::as_stream(stream));
+  }
+  void ep_unpack(const EpUnpackArgs& args, void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::ep_unpack(args, limits_, cuda::as_stream(stream));
+  }
+  void ep_unpack_expanded(const EpUnpackExpandedArgs& args, void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::ep_unpack_expanded(args, limits_, cuda::as_stream(stream));
+  }
+  void ep_return(const EpReturnArgs& args, void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::ep_return(args, limits_, cuda::as_stream(stream));
+  }
+  void ep_combine(const EpCombineArgs& args, void* stream) override {
+    cuda::DeviceGuard guard(device_);
+    cuda::ep_combine(args, limits_, cuda::as_stream(stream));
   }
 
  private:

@@ -55,8 +55,9 @@ __global__ void __launch_bounds__(kRoutingThreads, 1) moe_prepare_kernel(const M
     const uint32_t mask = __ballot_sync(0xFFFFFFFFu, routed);
     if (lane == 0) a.token_masks[t] = mask;
     if (mask != 0) continue;
-    uint4* row = reinterpret_cast<uint4*>(a.y + uint64_t{t} * a.hidden);
-    for (uint32_t c = lane; c < a.hidden / 8; c += 32) row[c] = make_uint4(0, 0, 0, 0);
+    const uint64_t row_bytes = uint64_t{a.hidden} * a.y_elem_bytes;
+    uint4* row = reinterpret_cast<uint4*>(static_cast<uint8_t*>(a.y) + t * row_bytes);
+    for (uint64_t c = lane; c < row_bytes / 16; c += 32) row[c] = make_uint4(0, 0, 0, 0);
   }
 }
 

@@ -19,7 +19,8 @@ struct MoePrepareArgs {
   int32_t* counters = nullptr;         // [T, counter_cols]
   uint32_t counter_cols = 0;
   uint32_t* token_masks = nullptr;     // [T] bit j: slot j routed to an expert
-  __nv_bfloat16* y = nullptr;          // [T, H]
+  void* y = nullptr;                   // [T, H] BF16, or FP32 (y_elem_bytes 4)
+  uint32_t y_elem_bytes = 2;
 };
 
 void launch_moe_prepare(const MoePrepareArgs& args, int device, int num_sms, cudaStream_t stream);

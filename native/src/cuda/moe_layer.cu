@@ -184,7 +184,10 @@ class CudaMoeLayer final : public MoeLayer {
     prep.counters = counters_.get<int32_t>();
     prep.counter_cols = h / 128;
     prep.token_masks = token_masks_.get<uint32_t>();
-    prep.y = args.y.as<__nv_bfloat16>();
+    // FP32 y: the float32 sums expert parallelism adds up across ranks (core/backend.h).
+    const bool y_f32 = args.y.dtype == MEGAMOE_DTYPE_FP32;
+    prep.y = args.y.data;
+    prep.y_elem_bytes = y_f32 ? 4 : 2;
     launch_moe_prepare(prep, limits_.device, limits_.num_sms, s);
 
     sm90::GemmArgs up = routed_args(sm90::GemmEpilogue::SwigluFp8, static_cast<uint32_t>(tokens) * k, 2 * i, h);
@@ -214,7 +217,11 @@ class CudaMoeLayer final : public MoeLayer {
     combine.z = z_.get<float>();
     combine.counters = counters_.get<int32_t>();
     combine.token_masks = token_masks_.get<const uint32_t>();
-    combine.y = args.y.as<__nv_bfloat16>();
+    if (y_f32) {
+      combine.y_f32 = args.y.as<float>();
+    } else {
+      combine.y = args.y.as<__nv_bfloat16>();
+    }
     sm90::gemm(down, limits_, s);
   }
 

@@ -12,14 +12,13 @@
 
 #include <cstdint>
 
+#include "core/limits.h"
 #include "core/routing.h"
 
 namespace megamoe::cuda {
 
 constexpr uint32_t kRoutingThreads = 1024;
 constexpr uint32_t kRoutingWarps = kRoutingThreads / 32;
-// The most experts a routing may have (the C ABI's limit).
-constexpr uint32_t kRoutingMaxExperts = 1024;
 
 struct RoutingArgs {
   const void* topk_idx = nullptr;  // [T, top_k] INT32 or INT64
@@ -51,16 +50,19 @@ __device__ __forceinline__ int32_t routing_bucket_at(const RoutingArgs& a, uint6
   return routing_bucket(v, static_cast<int32_t>(a.num_experts));
 }
 
-// Run by all kRoutingThreads threads of one block; smem holds routing_smem_bytes(E).
-// Worker warp w counts, then places, the slots of its contiguous range (routing_worker_range):
-// ranks inside a 32-slot batch come from __match_any_sync, so within a bucket slots keep their
-// order, which makes the result equal to the sequential counting sort.
-__device__ inline void build_routing(const RoutingArgs& a, int32_t* smem) {
+// The stable counting sort of `slots` items into `buckets` buckets by one block of kRoutingThreads
+// threads (smem: routing_smem_bytes(buckets - 1)). bucket_at(s) gives item s's bucket in
+// [0, buckets). Then on_bucket(b, begin, count) runs once per bucket, and place(s, b, row, begin)
+// once per item, where row = begin + (the items of bucket b before s): rows follow bucket order, and
+// within a bucket item order. Worker warp w counts, then places, the items of its contiguous range
+// (routing_worker_range): ranks inside a 32-item batch come from __match_any_sync, so the result
+// equals the sequential counting sort whatever the number of workers.
+template <typename BucketAt, typename OnBucket, typename Place>
+__device__ inline void group_slots_device(int64_t slots, uint32_t buckets, BucketAt&& bucket_at, OnBucket&& on_bucket,
+                                          Place&& place, int32_t* smem) {
   const uint32_t tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const uint32_t buckets = a.num_experts + 1;
   int32_t* cursor = smem;                           // [kRoutingWarps][buckets]
   int32_t* total = smem + kRoutingWarps * buckets;  // [buckets]
-  const int64_t slots = static_cast<int64_t>(batch_tokens(a.num_tokens, a.tokens)) * a.top_k;
   const SlotRange range = routing_worker_range(slots, kRoutingWarps, warp);
 
   for (uint32_t i = tid; i < kRoutingWarps * buckets; i += kRoutingThreads) cursor[i] = 0;
@@ -69,7 +71,7 @@ __device__ inline void build_routing(const RoutingArgs& a, int32_t* smem) {
   // 1. Count per (warp, bucket).
   for (int64_t base = range.begin; base < range.end; base += 32) {
     const int64_t s = base + lane;
-    const int32_t b = s < range.end ? routing_bucket_at(a, static_cast<uint64_t>(s)) : -1;
+    const int32_t b = s < range.end ? bucket_at(static_cast<uint64_t>(s)) : -1;
     const uint32_t peers = __match_any_sync(0xFFFFFFFFu, b);
     if (b >= 0 && lane == static_cast<uint32_t>(__ffs(peers) - 1)) cursor[warp * buckets + b] += __popc(peers);
     __syncwarp();
@@ -88,7 +90,8 @@ __device__ inline void build_routing(const RoutingArgs& a, int32_t* smem) {
   }
   __syncthreads();
 
-  // 3. Exclusive scan of the totals by warp 0 (each lane a contiguous run of buckets).
+  // 3. Exclusive scan of the totals by warp 0 (each lane a contiguous run of buckets): total[b]
+  //    becomes the bucket's first row.
   if (warp == 0) {
     const uint32_t per_lane = (buckets + 31) / 32;
     const uint32_t first = lane * per_lane;
@@ -106,30 +109,47 @@ __device__ inline void build_routing(const RoutingArgs& a, int32_t* smem) {
     for (uint32_t i = 0; i < per_lane; ++i) {
       if (first + i >= buckets) break;
       const int32_t c = total[first + i];
-      total[first + i] = run;  // now the bucket's first row
-      if (a.expert_counts != nullptr && first + i < a.num_experts) a.expert_counts[first + i] += c;
+      total[first + i] = run;
       run += c;
     }
   }
   __syncthreads();
-  for (uint32_t b = tid; b < buckets; b += kRoutingThreads) a.offsets[b] = total[b];
-  if (tid == 0) a.offsets[buckets] = static_cast<int32_t>(slots);
+  for (uint32_t b = tid; b < buckets; b += kRoutingThreads) {
+    const int32_t end = b + 1 < buckets ? total[b + 1] : static_cast<int32_t>(slots);
+    on_bucket(b, total[b], end - total[b]);
+  }
   for (uint32_t i = tid; i < kRoutingWarps * buckets; i += kRoutingThreads) cursor[i] += total[i % buckets];
   __syncthreads();
 
-  // 4. Place the slots.
+  // 4. Place the items.
   for (int64_t base = range.begin; base < range.end; base += 32) {
     const int64_t s = base + lane;
-    const int32_t b = s < range.end ? routing_bucket_at(a, static_cast<uint64_t>(s)) : -1;
+    const int32_t b = s < range.end ? bucket_at(static_cast<uint64_t>(s)) : -1;
     const uint32_t peers = __match_any_sync(0xFFFFFFFFu, b);
     if (b >= 0) {
       const int32_t rank = __popc(peers & ((1u << lane) - 1u));
-      a.order[cursor[warp * buckets + b] + rank] = static_cast<int32_t>(s);
+      place(s, b, cursor[warp * buckets + b] + rank, total[b]);
     }
     __syncwarp();
     if (b >= 0 && lane == static_cast<uint32_t>(__ffs(peers) - 1)) cursor[warp * buckets + b] += __popc(peers);
     __syncwarp();
   }
+}
+
+// The routing metadata of the header comment. Run by all kRoutingThreads threads of one block; smem
+// holds routing_smem_bytes(E).
+__device__ inline void build_routing(const RoutingArgs& a, int32_t* smem) {
+  const int64_t slots = static_cast<int64_t>(batch_tokens(a.num_tokens, a.tokens)) * a.top_k;
+  const uint32_t experts = a.num_experts;
+  group_slots_device(
+      slots, experts + 1, [&](uint64_t s) { return routing_bucket_at(a, s); },
+      [&](uint32_t b, int32_t begin, int32_t count) {
+        a.offsets[b] = begin;
+        if (a.expert_counts != nullptr && b < experts) a.expert_counts[b] += count;
+      },
+      [&](int64_t s, int32_t /*bucket*/, int32_t row, int32_t /*begin*/) { a.order[row] = static_cast<int32_t>(s); },
+      smem);
+  if (threadIdx.x == 0) a.offsets[experts + 1] = static_cast<int32_t>(slots);
 }
 
 // One-block launch of build_routing (the routed GEMM's first launch).

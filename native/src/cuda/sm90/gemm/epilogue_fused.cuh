@@ -210,7 +210,12 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
         if (mask >> (j0 + j) & 1u) sum.x += z[j].x, sum.y += z[j].y, sum.z += z[j].z, sum.w += z[j].w;
       }
     }
-    *reinterpret_cast<uint2*>(p.combine.y + uint64_t{t} * p.layout.n + col) = make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
+    if (p.combine.y_f32 != nullptr) {
+      *reinterpret_cast<float4*>(p.combine.y_f32 + uint64_t{t} * p.layout.n + col) = sum;
+    } else {
+      *reinterpret_cast<uint2*>(p.combine.y + uint64_t{t} * p.layout.n + col) =
+          make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
+    }
   }
   // The list is rewritten by the next tile.
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);

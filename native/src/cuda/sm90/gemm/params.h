@@ -54,6 +54,7 @@ struct CombineParams {
   int32_t* counters = nullptr;           // [T, N / BLOCK_N] tiles done per (token, n-block), zeroed per forward
   const uint32_t* token_masks = nullptr; // [T] bit j set: slot j of the token is routed (moe_kernels.cu)
   __nv_bfloat16* y = nullptr;            // [T, N]
+  float* y_f32 = nullptr;                // [T, N], instead of y: the sum before its rounding (expert parallelism)
 };
 
 struct KernelParams {
