@@ -12,7 +12,7 @@ using NUnit.Framework;
 namespace MegaMoe.Cli.Tests.Checkpoints;
 
 /// <summary>
-/// Mutation-based property tests of the safetensors reader and the shard index loader (issue 7, C# side). Valid files
+/// Mutation-based property tests of the safetensors reader and the shard index loader. Valid files
 /// written by <see cref="SafetensorsWriter"/> (and indexes written by <see cref="ShardIndex.Write"/>) are mutated by
 /// <see cref="FuzzMutator"/>; <see cref="FuzzOracle"/> states what every input must keep. Deterministic: input i of a run
 /// depends only on (seed, i). CI runs a bounded number per target; long runs set MEGAMOE_SAFETENSORS_FUZZ_ITERATIONS
