@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests.Fuzz;
 
 /// <summary>SplitMix64: a tiny PRNG whose sequence is fixed by this file alone (not by the .NET version).</summary>
 internal struct FuzzRandom

@@ -4,10 +4,10 @@ using MegaMoe.Checkpoints.Conversion;
 using MegaMoe.Checkpoints.Experts;
 using MegaMoe.Checkpoints.Sharding;
 using MegaMoe.Checkpoints.Synthetic;
-using MegaMoe.Cli.Tests.Support;
+using MegaMoe.Checkpoints.Tests.Support;
 using NUnit.Framework;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests;
 
 public sealed class ConversionTests
 {

@@ -1,9 +1,9 @@
 using FluentAssertions;
 using MegaMoe.Checkpoints.Safetensors;
-using MegaMoe.Cli.Tests.Support;
+using MegaMoe.Checkpoints.Tests.Support;
 using NUnit.Framework;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests;
 
 /// <summary>Every way a file can be malformed is refused on open, with a message naming the file and the problem.</summary>
 public sealed class SafetensorsValidationTests

@@ -1,10 +1,10 @@
 using FluentAssertions;
 using MegaMoe.Checkpoints.Safetensors;
 using MegaMoe.Checkpoints.Sharding;
-using MegaMoe.Cli.Tests.Support;
+using MegaMoe.Checkpoints.Tests.Support;
 using NUnit.Framework;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests;
 
 public sealed class ShardedCheckpointTests
 {

@@ -2,10 +2,10 @@ using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using FluentAssertions;
 using MegaMoe.Checkpoints.Safetensors;
-using MegaMoe.Cli.Tests.Support;
+using MegaMoe.Checkpoints.Tests.Support;
 using NUnit.Framework;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests;
 
 public sealed class SafetensorsRoundTripTests
 {

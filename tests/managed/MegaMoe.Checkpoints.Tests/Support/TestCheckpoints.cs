@@ -4,7 +4,7 @@ using MegaMoe.Checkpoints.Safetensors;
 using MegaMoe.Checkpoints.Sharding;
 using MegaMoe.Checkpoints.Synthetic;
 
-namespace MegaMoe.Cli.Tests.Support;
+namespace MegaMoe.Checkpoints.Tests.Support;
 
 /// <summary>
 /// Small checkpoints in the DeepSeek-V3 layout: routed experts of one layer (FP8 with F32 scales, or BF16 for

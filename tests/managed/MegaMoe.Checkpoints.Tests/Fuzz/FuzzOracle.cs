@@ -3,7 +3,7 @@ using System.Numerics;
 using MegaMoe.Checkpoints.Safetensors;
 using MegaMoe.Checkpoints.Sharding;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests.Fuzz;
 
 /// <summary>
 /// The properties every input must keep. Reader: the only exception <see cref="SafetensorsHeader.Parse"/> and

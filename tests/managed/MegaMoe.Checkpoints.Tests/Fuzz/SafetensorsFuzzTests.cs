@@ -6,10 +6,10 @@ using System.Text.RegularExpressions;
 using FluentAssertions;
 using MegaMoe.Checkpoints.Safetensors;
 using MegaMoe.Checkpoints.Sharding;
-using MegaMoe.Cli.Tests.Support;
+using MegaMoe.Checkpoints.Tests.Support;
 using NUnit.Framework;
 
-namespace MegaMoe.Cli.Tests.Checkpoints;
+namespace MegaMoe.Checkpoints.Tests.Fuzz;
 
 /// <summary>
 /// Mutation-based property tests of the safetensors reader and the shard index loader. Valid files
@@ -17,7 +17,7 @@ namespace MegaMoe.Cli.Tests.Checkpoints;
 /// <see cref="FuzzMutator"/>; <see cref="FuzzOracle"/> states what every input must keep. Deterministic: input i of a run
 /// depends only on (seed, i). CI runs a bounded number per target; long runs set MEGAMOE_SAFETENSORS_FUZZ_ITERATIONS
 /// (and MEGAMOE_SAFETENSORS_FUZZ_SEED for other inputs). A violating input is saved under fuzz-artifacts/ (or
-/// MEGAMOE_SAFETENSORS_FUZZ_ARTIFACTS); once the reader is fixed, copy it to FuzzCorpus/&lt;target&gt;/ named for what it
+/// MEGAMOE_SAFETENSORS_FUZZ_ARTIFACTS); once the reader is fixed, copy it to Fuzz/Corpus/&lt;target&gt;/ named for what it
 /// was, and the corpus replay test keeps it. If the test host itself dies, the input it was on is the work-* file there.
 /// </summary>
 [Category("Fuzz")]
@@ -25,7 +25,7 @@ public sealed class SafetensorsFuzzTests
 {
     private const long DefaultIterations = 25_000;
     private const ulong DefaultSeed = 0x5AFE7E45;
-    private static readonly string CorpusRoot = Path.Combine(AppContext.BaseDirectory, "Checkpoints", "FuzzCorpus");
+    private static readonly string CorpusRoot = Path.Combine(AppContext.BaseDirectory, "Fuzz", "Corpus");
 
     private delegate byte[] Generator(ref FuzzRandom random);
 

@@ -1,4 +1,4 @@
-namespace MegaMoe.Cli.Tests.Support;
+namespace MegaMoe.Checkpoints.Tests.Support;
 
 /// <summary>A fresh directory under the system temp folder, deleted on dispose.</summary>
 internal sealed class TempDirectory : IDisposable

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace MegaMoe.Cli.Tests.Support;
+namespace MegaMoe.Checkpoints.Tests.Support;
 
 /// <summary>Hand-made safetensors bytes, for files no correct writer would produce.</summary>
 internal static class RawSafetensors
