@@ -4,18 +4,20 @@
 # coverage, crashes) and fails if any target crashed; reproducers are left in build/fuzz/artifacts/
 # (copy them to tests/fuzz/regressions/<target>/ once the bug is fixed). Without a clang that can
 # link libFuzzer, says why and exits 0, so CI on a machine without clang skips instead of failing.
-#   scripts/fuzz.sh [--seconds N] [--runs N] [--max-len N] [--merge] [target...]
+#   scripts/fuzz.sh [--seconds N] [--runs N] [--max-len N] [--merge | --minimize] [target...]
 #     --seconds N  time per target (default 60)
 #     --runs N     stop a target after N executions (default: no limit)
 #     --max-len N  longest input, in bytes (default 128: a few calls per input, so executions stay fast)
 #     --jobs N     targets run at once (default: nproc)
-#     --merge      add the inputs that reach new coverage to tests/fuzz/corpus/<target>/
+#     --merge      add the inputs that reach new edges to tests/fuzz/corpus/<target>/
+#     --minimize   no fuzzing: replace tests/fuzz/corpus/<target>/ by the subset that libFuzzer's merge
+#                  keeps to reach the same edges; prints inputs and coverage before and after
 #     target       handles transforms gemm routed moe (default: all)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-seconds=60 runs=-1 max_len=128 merge=0 jobs=$(nproc) targets=()
+seconds=60 runs=-1 max_len=128 merge=0 minimize=0 jobs=$(nproc) targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
@@ -23,7 +25,8 @@ while [ $# -gt 0 ]; do
     --max-len) max_len="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --merge) merge=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --minimize) minimize=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -66,6 +69,33 @@ mkdir -p "$out" "$root/build/fuzz/artifacts"
 export ASAN_OPTIONS="allocator_may_return_null=1:detect_leaks=1:malloc_context_size=0:quarantine_size_mb=16:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 
+# The committed corpus is a seed set, kept small: -use_counters=0 makes an edge count as covered once,
+# whatever its hit count, so merging keeps only inputs that reach an edge no other input reaches (hit
+# counts are regrown by any run in seconds).
+if [ "$minimize" -eq 1 ]; then
+  coverage() {  # "cov: N ft: N" of one pass over a directory
+    "$root/build/fuzz/tests/fuzz/megamoe_fuzz_$1" -runs=0 "$2" 2>&1 | grep -m1 -oE 'cov: [0-9]+ ft: [0-9]+'
+  }
+  failed=0
+  for t in "${targets[@]}"; do
+    corpus="$root/tests/fuzz/corpus/$t" fresh="$out/minimized-$t"
+    rm -rf "$fresh" && mkdir -p "$fresh"
+    if ! "$root/build/fuzz/tests/fuzz/megamoe_fuzz_$t" -merge=1 -use_counters=0 "$fresh" "$corpus" >"$out/$t.minimize.log" 2>&1; then
+      echo "fuzz: minimizing the corpus of $t failed; log $out/$t.minimize.log" >&2
+      failed=1
+      continue
+    fi
+    # The merge names what it keeps by its SHA-1; inputs named by hand (seed-op0, ...) keep their names.
+    for input in "$corpus"/*; do
+      kept="$fresh/$(sha1sum "$input" | cut -c1-40)"
+      if [ -e "$kept" ] && [ "$kept" != "$fresh/${input##*/}" ]; then mv "$kept" "$fresh/${input##*/}"; fi
+    done
+    echo "$t: $(ls "$corpus" | wc -l) inputs, $(coverage "$t" "$corpus") -> $(ls "$fresh" | wc -l) inputs, $(coverage "$t" "$fresh")"
+    rm -rf "$corpus" && mv "$fresh" "$corpus"
+  done
+  exit $failed
+fi
+
 run_target() {
   local t="$1" work="$out/corpus-$t"
   mkdir -p "$work"
@@ -104,7 +134,7 @@ for t in "${targets[@]}"; do
     grep -m3 -E 'ERROR|invariant violated|runtime error' "$log" >&2
   elif [ "$merge" -eq 1 ]; then
     mkdir -p "$root/tests/fuzz/corpus/$t"
-    "$root/build/fuzz/tests/fuzz/megamoe_fuzz_$t" -merge=1 "$root/tests/fuzz/corpus/$t" "$out/corpus-$t" \
+    "$root/build/fuzz/tests/fuzz/megamoe_fuzz_$t" -merge=1 -use_counters=0 "$root/tests/fuzz/corpus/$t" "$out/corpus-$t" \
       >"$out/$t.merge.log" 2>&1 || { echo "fuzz: merging the corpus of $t failed" >&2; failed=1; }
   fi
 done

@@ -51,7 +51,7 @@ if [ ${#optional[@]} -gt 0 ]; then
 fi
 
 if ! command -v dotnet >/dev/null 2>&1; then
-  echo "setup: the .NET SDK (10.0 or newer) is required for the C# facade, its tests and the demo;" >&2
+  echo "setup: the .NET SDK (10.0 or newer) is required for the C# facade, its tests and the CLI;" >&2
   echo "       install it from https://dot.net and put 'dotnet' on PATH." >&2
   exit 1
 fi

@@ -1,5 +1,5 @@
-// Gate/up 8-row interleave of w13 (megamoe.h item 7, REFERENCE.md section 2): rows gate 0-7, up 0-7,
-// gate 8-15, up 8-15, ...; `inverse` undoes it. Every dtype, rank 2 and 3.
+// Gate/up 8-row interleave of w13 (megamoe_interleave_gate_up): rows gate 0-7, up 0-7, gate 8-15,
+// up 8-15, ...; `inverse` undoes it. Every dtype, rank 2 and 3.
 #include <cstdint>
 #include <ostream>
 #include <string>

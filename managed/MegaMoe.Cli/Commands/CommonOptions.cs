@@ -109,6 +109,8 @@ internal static class CommonOptions
 /// <summary>--model and the options that override its shape.</summary>
 internal sealed class ShapeOptions
 {
+    private readonly int? _expertsWithoutModel;
+
     public Option<string> Model { get; } = new("--model", "-m")
     {
         Description = $"Model shape: {string.Join(", ", ModelShape.Names)} (custom needs --experts, --top-k, --hidden and --intermediate)",
@@ -125,7 +127,16 @@ internal sealed class ShapeOptions
 
     public Option<float?> RoutedScaling { get; } = new("--routed-scaling") { Description = "Override the routed scaling factor (2.5 for deepseek-v3, else 1)" };
 
-    public ShapeOptions() => Model.AcceptOnlyFromAmong(ModelShape.Names);
+    /// <param name="expertsWithoutModel">E when neither --model nor --experts is given (else the model's E).</param>
+    public ShapeOptions(int? expertsWithoutModel = null)
+    {
+        _expertsWithoutModel = expertsWithoutModel;
+        Model.AcceptOnlyFromAmong(ModelShape.Names);
+        if (expertsWithoutModel is { } experts)
+        {
+            Experts.Description += $"; {experts} when --model is not given either";
+        }
+    }
 
     /// <summary>Whether the user gave <paramref name="option"/> (rather than it taking its default).</summary>
     public static bool Given(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
@@ -148,7 +159,7 @@ internal sealed class ShapeOptions
     public ModelShape Resolve(ParseResult parse, string name)
     {
         ModelShape? known = ModelShape.Known.FirstOrDefault(m => m.Name == name);
-        int? experts = parse.GetValue(Experts), topK = parse.GetValue(TopK);
+        int? experts = parse.GetValue(Experts) ?? (Given(parse, Model) ? null : _expertsWithoutModel), topK = parse.GetValue(TopK);
         long? hidden = parse.GetValue(Hidden), intermediate = parse.GetValue(Intermediate);
         if (known is null && (experts is null || topK is null || hidden is null || intermediate is null))
         {

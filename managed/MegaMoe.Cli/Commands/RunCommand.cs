@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Diagnostics;
 using System.Globalization;
 using MegaMoe.Checkpoints.Experts;
 using MegaMoe.Checkpoints.Reference;
@@ -13,13 +14,18 @@ namespace MegaMoe.Cli.Commands;
 
 /// <summary>
 /// <c>megamoe run</c>: one MoE layer, on random weights of a named shape or on a checkpoint's layer, timed and checked
-/// against float64 (docs/NUMERICS.md's bound for the layer).
+/// against float64 (docs/NUMERICS.md's bound for the layer). With no arguments it is the repository's main job
+/// (scripts/demo.sh): a DeepSeek-V3-shaped layer on the best backend.
 /// </summary>
 internal static class RunCommand
 {
+    // DeepSeek-V3 has 256 experts, 11 GB of FP8 weights (twice that while the layer is created); 32 of them fit a
+    // workstation's memory and keep top-8 routing sparse.
+    private const int ExpertsWithoutModel = 32;
+
     private sealed class Options
     {
-        public ShapeOptions Shape { get; } = new();
+        public ShapeOptions Shape { get; } = new(ExpertsWithoutModel);
 
         public Option<int> Tokens { get; } = CommonOptions.Positive("--tokens", "Tokens in the batch", 16, allowZero: true);
 
@@ -63,7 +69,7 @@ internal static class RunCommand
             throw CliException.Usage("--checkpoint and --layer go together.");
         }
 
-        CommandRunner.RequireNativeLibrary();
+        string library = CommandRunner.RequireNativeLibrary();
         int tokens = parse.GetValue(o.Tokens);
         ulong seed = parse.GetValue(o.Seed);
         using Checkpoint? checkpoint = checkpointDirectory is null ? null : Checkpoint.Open(checkpointDirectory.FullName);
@@ -94,9 +100,13 @@ internal static class RunCommand
                 shape.Hidden,
                 shape.Intermediate,
                 tokens,
+                inputs.DistinctExperts(),
+                library,
                 context.Backend.ToString().ToLowerInvariant(),
                 context.DeviceInfo.Name,
                 specialization.Name(),
+                weights.TotalBytes(),
+                session.Layer.WorkspaceBytes,
                 session.CreationSeconds,
                 timing.MedianSeconds * 1e6,
                 timing.MinSeconds * 1e6,
@@ -107,7 +117,8 @@ internal static class RunCommand
                 bytes / timing.MedianSeconds / 1e9,
                 check?.Error,
                 check?.Limit,
-                check?.Passed);
+                check?.Passed,
+                check?.Seconds);
             if (json)
             {
                 JsonOutput.Write(console, report, CliJsonContext.Default.RunReport);
@@ -149,32 +160,36 @@ internal static class RunCommand
 
     private static ErrorCheck Check(IExpertWeights weights, RoutedInputs inputs, ModelShape shape, BFloat16[] output, double limit)
     {
+        var stopwatch = Stopwatch.StartNew();
         (double[] expected, _) = Float64Reference.Forward(weights, inputs, shape.RoutedScalingFactor);
         double error = Float64Reference.Difference(Array.ConvertAll(output, v => (double)(float)v), expected);
-        return new ErrorCheck(error, limit, error <= limit);
+        return new ErrorCheck(error, limit, error <= limit, stopwatch.Elapsed.TotalSeconds);
     }
 
     private static void Print(IAnsiConsole console, RunReport r, string device)
     {
         var grid = new Grid().AddColumn().AddColumn();
         grid.AddRow("model", $"{r.Model}: E={r.Experts} experts, top-{r.TopK}, H={r.Hidden}, I={r.Intermediate}");
-        grid.AddRow("tokens", r.Tokens.ToString(CultureInfo.InvariantCulture));
+        grid.AddRow("tokens", string.Create(CultureInfo.InvariantCulture, $"{r.Tokens}, routed to {r.ExpertsUsed} experts"));
+        grid.AddRow("library", CommandRunner.Escape($"MegaMoe {MegaMoeLibrary.Version.ToString(3)}, {r.Library}"));
         grid.AddRow("backend", device);
         grid.AddRow("expert specialization", r.ExpertSpecialization == "none" || r.Backend != "cpu" ? r.ExpertSpecialization : $"{r.ExpertSpecialization} (the CPU backend ignores it)");
-        grid.AddRow("layer created", $"{r.CreationSeconds:F2} s");
+        grid.AddRow("weights", $"FP8 E4M3 with float32 block scales, {r.WeightBytes / 1e9:F2} GB");
+        grid.AddRow("layer created", $"{r.CreationSeconds:F2} s including the weights' upload; workspace {r.WorkspaceBytes / 1e6:F1} MB");
         grid.AddRow("forward", $"median {r.MedianUs / 1e3:F3} ms over {r.Runs} runs (min {r.MinUs / 1e3:F3}, max {r.MaxUs / 1e3:F3})");
         grid.AddRow("throughput", $"{r.TokensPerSecond:N0} tokens/s, {r.Tflops:F3} TFLOPS, {r.Gbps:F1} GB/s");
         grid.AddRow("error vs float64", r.Error is null
             ? "not checked (--no-reference)"
-            : $"{r.Error:0.00e+0} (limit {r.ErrorLimit:0e+0}): {(r.Passed == true ? "OK" : "TOO LARGE")}");
+            : $"{r.Error:0.00e+0} (limit {r.ErrorLimit:0e+0}): {(r.Passed == true ? "OK" : "TOO LARGE")}; reference computed in {r.ReferenceSeconds:F2} s");
         console.Write(grid);
     }
 
-    private sealed record ErrorCheck(double Error, double Limit, bool Passed);
+    private sealed record ErrorCheck(double Error, double Limit, bool Passed, double Seconds);
 }
 
 /// <summary>The document of <c>megamoe run --json</c>.</summary>
 internal sealed record RunReport(
-    string Model, string? Checkpoint, int? Layer, int Experts, int TopK, long Hidden, long Intermediate, int Tokens,
-    string Backend, string Device, string ExpertSpecialization, double CreationSeconds, double MedianUs, double MinUs, double MaxUs, int Runs,
-    double TokensPerSecond, double Tflops, double Gbps, double? Error, double? ErrorLimit, bool? Passed);
+    string Model, string? Checkpoint, int? Layer, int Experts, int TopK, long Hidden, long Intermediate, int Tokens, int ExpertsUsed,
+    string Library, string Backend, string Device, string ExpertSpecialization, long WeightBytes, long WorkspaceBytes, double CreationSeconds,
+    double MedianUs, double MinUs, double MaxUs, int Runs, double TokensPerSecond, double Tflops, double Gbps, double? Error, double? ErrorLimit,
+    bool? Passed, double? ReferenceSeconds);

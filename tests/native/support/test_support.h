@@ -237,7 +237,7 @@ double rel_error(const std::vector<double>& want, const std::vector<double>& got
 // 1 - 2<x,y> / (|x|^2 + |y|^2)
 double cos_diff(const std::vector<double>& x, const std::vector<double>& y);
 
-// Gate/up 8-row interleave (REFERENCE.md / megamoe.h item 7) of w [E, 2I, H] with elements of
+// Gate/up 8-row interleave (megamoe_interleave_gate_up) of w [E, 2I, H] with elements of
 // elem_size bytes: out rows = gate 0-7, up 0-7, gate 8-15, up 8-15, ...; inverse undoes it.
 void ref_interleave_gate_up(const void* in, void* out, int64_t E, int64_t I, int64_t H, int64_t elem_size, bool inverse);
 

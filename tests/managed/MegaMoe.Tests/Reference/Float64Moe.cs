@@ -1,10 +1,13 @@
-using MegaMoe.Tests.Support;
+using MegaMoe.Checkpoints.Experts;
+using MegaMoe.Checkpoints.Reference;
+using MegaMoe.Checkpoints.Synthetic;
 
 namespace MegaMoe.Tests.Reference;
 
 /// <summary>
-/// The MoE layer's math in float64 on the dequantized weights, without quantizing x or the activation: the
-/// "true" result that the FP8 layer approximates (docs/NUMERICS.md: difference at most 3e-3).
+/// The MoE layer's math in float64 on the dequantized weights, without quantizing x or the activation: the "true"
+/// result that the FP8 layer approximates (docs/NUMERICS.md: difference at most 3e-3). Computed by
+/// <see cref="Float64Reference"/>, the oracle the megamoe CLI checks against too.
 /// </summary>
 public static class Float64Moe
 {
@@ -12,63 +15,35 @@ public static class Float64Moe
     public static double[] Forward(MoeProblem problem)
     {
         MoeLayerOptions o = problem.Options;
-        int hidden = (int)o.Hidden, intermediate = (int)o.Intermediate, topK = o.TopK;
-        var y = new double[problem.Tokens * hidden];
-        var h = new double[2 * intermediate];
-        var activation = new double[intermediate];
-        for (int t = 0; t < problem.Tokens; t++)
-        {
-            float[] x = Bf16.ToFloats(problem.X.AsSpan(t * hidden, hidden));
-            for (int j = 0; j < topK; j++)
-            {
-                int expert = (int)problem.TopkIdx[(t * topK) + j];
-                if (expert < 0)
-                {
-                    continue;
-                }
-
-                for (int n = 0; n < 2 * intermediate; n++)
-                {
-                    double acc = 0;
-                    for (int k = 0; k < hidden; k++)
-                    {
-                        acc += problem.W13.Value(expert, n, k, weightBlocks: true) * x[k];
-                    }
-
-                    h[n] = acc;
-                }
-
-                double weight = (double)problem.TopkWeights[(t * topK) + j] * o.RoutedScalingFactor;
-                for (int i = 0; i < intermediate; i++)
-                {
-                    activation[i] = Activate(h[i], h[intermediate + i], o) * weight;
-                }
-
-                for (int n = 0; n < hidden; n++)
-                {
-                    double acc = 0;
-                    for (int i = 0; i < intermediate; i++)
-                    {
-                        acc += problem.W2.Value(expert, n, i, weightBlocks: true) * activation[i];
-                    }
-
-                    y[(t * hidden) + n] += acc;
-                }
-            }
-        }
-
-        return y;
+        var inputs = new RoutedInputs(
+            problem.Tokens,
+            o.TopK,
+            Array.ConvertAll(problem.X, BFloat16.FromRawValue),
+            Array.ConvertAll(problem.TopkIdx, e => checked((int)e)),
+            problem.TopkWeights);
+        return Float64Reference.Forward(new OperandExperts(problem.W13, problem.W2), inputs, o.RoutedScalingFactor, SwiGluActivation.Of(o)).Y;
     }
 
-    private static double Activate(double gate, double up, MoeLayerOptions options)
+    // A problem's [E, rows, columns] operands, handed out one expert at a time.
+    private sealed class OperandExperts(Operand w13, Operand w2) : IExpertWeights
     {
-        double c = options.ActivationClamp;
-        if (c > 0)
-        {
-            gate = Math.Min(gate, c);
-            up = Math.Clamp(up, -c, c);
-        }
+        public int Experts => w13.Batches;
 
-        return gate / (1 + Math.Exp(-options.ActivationAlpha * gate)) * (up + options.ActivationBeta);
+        public long Hidden => w13.Columns;
+
+        public long Intermediate => w2.Columns;
+
+        public bool W13Interleaved => false;
+
+        public void ReadW13(int expert, Span<byte> destination) => CopyExpert(w13.Codes, expert, destination);
+
+        public void ReadW2(int expert, Span<byte> destination) => CopyExpert(w2.Codes, expert, destination);
+
+        public void ReadW13Scales(int expert, Span<float> destination) => CopyExpert(w13.Scales, expert, destination);
+
+        public void ReadW2Scales(int expert, Span<float> destination) => CopyExpert(w2.Scales, expert, destination);
+
+        private static void CopyExpert<T>(T[] all, int expert, Span<T> destination) =>
+            all.AsSpan(expert * destination.Length, destination.Length).CopyTo(destination);
     }
 }

@@ -1,29 +1,12 @@
+using MegaMoe.Checkpoints.Reference;
+
 namespace MegaMoe.Tests.Support;
 
 /// <summary>Error measures of docs/NUMERICS.md.</summary>
 public static class Metrics
 {
-    /// <summary>
-    /// <c>1 - 2&lt;x,y&gt; / (|x|^2 + |y|^2)</c> over whole tensors: 0 for equal tensors, scale-aware, and small
-    /// only when both direction and magnitude agree.
-    /// </summary>
-    public static double Difference(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
-    {
-        if (x.Length != y.Length)
-        {
-            throw new ArgumentException($"Lengths differ: {x.Length} and {y.Length}.", nameof(y));
-        }
-
-        double dot = 0, xx = 0, yy = 0;
-        for (int i = 0; i < x.Length; i++)
-        {
-            dot += x[i] * y[i];
-            xx += x[i] * x[i];
-            yy += y[i] * y[i];
-        }
-
-        return xx + yy == 0 ? 0 : 1 - (2 * dot / (xx + yy));
-    }
+    /// <summary><see cref="Float64Reference.Difference"/>, the measure the CLI checks with too.</summary>
+    public static double Difference(ReadOnlySpan<double> x, ReadOnlySpan<double> y) => Float64Reference.Difference(x, y);
 
     /// <summary><see cref="Difference(ReadOnlySpan{double}, ReadOnlySpan{double})"/> of BF16 outputs.</summary>
     public static double Difference(ReadOnlySpan<ushort> bf16X, ReadOnlySpan<ushort> bf16Y) =>
