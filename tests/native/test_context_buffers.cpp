@@ -520,4 +520,154 @@ TEST(Lifetime, DestroyingContextWithLiveChildrenIsSafe) {
   EXPECT_EQ(megamoe_live_object_count(), base);
 }
 
+// ------------------------------------------------------------------------------------------------
+// Stale, forged and wrong-kind handles: rejected without being dereferenced (under ASan, a handle
+// used after its destroy was a heap-use-after-free while handles were checked through their memory).
+// ------------------------------------------------------------------------------------------------
+void expect_not_live(megamoe_status_t status, const std::string& argument, const std::string& kind) {
+  EXPECT_EQ(status, MEGAMOE_ERROR_INVALID_ARGUMENT) << megamoe_status_string(status);
+  EXPECT_TRUE(contains(last_error(), "argument '" + argument + "': handle is not a live " + kind)) << last_error();
+}
+
+megamoe_moe_config_t tiny_layer_config() {
+  megamoe_moe_config_t cfg{};
+  cfg.struct_size = sizeof cfg;
+  cfg.num_experts = 1;
+  cfg.top_k = 1;
+  cfg.hidden = 128;
+  cfg.intermediate = 128;
+  cfg.max_tokens = 1;
+  cfg.activation_alpha = 1.0f;
+  cfg.routed_scaling_factor = 1.0f;
+  return cfg;
+}
+
+TEST(Lifetime, EveryHandleKindUsedAfterDestroyIsRejected) {
+  const int64_t base = megamoe_live_object_count();
+  megamoe_context_t ctx = nullptr;
+  ASSERT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &ctx), MEGAMOE_SUCCESS);
+  megamoe_buffer_t buf = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, 64, &buf), MEGAMOE_SUCCESS);
+  megamoe_routed_plan_t plan = nullptr;
+  ASSERT_EQ(megamoe_routed_plan_create(ctx, 1, 1, 1, 128, 128, 0, &plan), MEGAMOE_SUCCESS) << last_error();
+  HostVec<uint16_t> w13(2 * 128 * 128, 0x3F80), w2(128 * 128, 0x3C00);
+  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 256, 128});
+  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, 128, 128});
+  const megamoe_moe_config_t cfg = tiny_layer_config();
+  megamoe_moe_layer_t layer = nullptr;
+  ASSERT_EQ(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &layer), MEGAMOE_SUCCESS)
+      << last_error();
+  ASSERT_EQ(megamoe_moe_layer_destroy(layer), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_routed_plan_destroy(plan), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_context_destroy(ctx), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_live_object_count(), base);
+
+  // Valid tensors everywhere, so that only the handle is wrong.
+  HostVec<float> x(128, 1.0f), scales(1, 1.0f);
+  HostVec<uint8_t> q(128);
+  HostVec<uint16_t> y(128);
+  HostVec<int32_t> idx(1, 0);
+  const auto xt = make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 128});
+  const auto qt = make_tensor(q.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 128});
+  const auto st = make_tensor(scales.data(), MEGAMOE_DTYPE_FP32, {1, 1});
+  const auto bt = make_tensor(w2.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 128, 128});
+  const auto it = make_tensor(idx.data(), MEGAMOE_DTYPE_INT32, {1, 1});
+  const auto wt = make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 1});
+  const auto dt = make_tensor(y.data(), MEGAMOE_DTYPE_BF16, {1, 1, 128});
+  const auto yt = make_tensor(y.data(), MEGAMOE_DTYPE_BF16, {1, 128});
+  const auto xb = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 128});
+
+  const std::string c = "megamoe_context_t", b = "megamoe_buffer_t", p = "megamoe_routed_plan_t",
+                    l = "megamoe_moe_layer_t";
+  megamoe_backend_t backend = MEGAMOE_BACKEND_BEST;
+  expect_not_live(megamoe_context_get_backend(ctx, &backend), "context", c);
+  EXPECT_EQ(backend, MEGAMOE_BACKEND_BEST);
+  expect_not_live(megamoe_context_set_num_threads(ctx, 1), "context", c);
+  megamoe_device_info_t info{};
+  info.struct_size = sizeof info;
+  expect_not_live(megamoe_context_get_device_info(ctx, &info), "context", c);
+  expect_not_live(megamoe_context_synchronize(ctx, nullptr), "context", c);
+  megamoe_buffer_t new_buf = nullptr;
+  expect_not_live(megamoe_buffer_create(ctx, 16, &new_buf), "context", c);
+  EXPECT_EQ(new_buf, nullptr);
+  megamoe_routed_plan_t new_plan = nullptr;
+  expect_not_live(megamoe_routed_plan_create(ctx, 1, 1, 1, 128, 128, 0, &new_plan), "context", c);
+  megamoe_moe_layer_t new_layer = nullptr;
+  expect_not_live(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &new_layer),
+                  "context", c);
+  expect_not_live(megamoe_quantize_activations(ctx, &xt, &qt, &st, 0, nullptr), "context", c);
+  expect_not_live(megamoe_gemm_dense(ctx, &qt, &st, &qt, &st, &yt, nullptr), "context", c);
+  expect_not_live(megamoe_context_destroy(ctx), "context", c);
+
+  void* data = nullptr;
+  int32_t type = 0, id = 0;
+  int64_t size = -1;
+  uint8_t host[16] = {};
+  expect_not_live(megamoe_buffer_get_data(buf, &data, &type, &id), "buffer", b);
+  expect_not_live(megamoe_buffer_get_size(buf, &size), "buffer", b);
+  EXPECT_EQ(size, -1);
+  expect_not_live(megamoe_buffer_write(buf, 0, host, 16, nullptr), "buffer", b);
+  expect_not_live(megamoe_buffer_read(buf, 0, host, 16, nullptr), "buffer", b);
+  expect_not_live(megamoe_buffer_fill(buf, 0, 16, 0, nullptr), "buffer", b);
+  expect_not_live(megamoe_buffer_destroy(buf), "buffer", b);
+
+  expect_not_live(megamoe_gemm_routed(plan, &qt, &st, &bt, &st, &it, nullptr, nullptr, &dt, nullptr), "plan", p);
+  expect_not_live(megamoe_routed_plan_destroy(plan), "plan", p);
+
+  int64_t workspace = -1;
+  expect_not_live(megamoe_moe_layer_get_workspace_size(layer, &workspace), "layer", l);
+  EXPECT_EQ(workspace, -1);
+  expect_not_live(megamoe_moe_layer_forward(layer, &xb, nullptr, &it, &wt, &yt, nullptr, nullptr, nullptr), "layer", l);
+  expect_not_live(megamoe_moe_layer_destroy(layer), "layer", l);
+  EXPECT_EQ(megamoe_live_object_count(), base);
+}
+
+TEST(Lifetime, AHandleOfAnotherKindOrAForgedOneIsRejected) {
+  mmt::ScopedContext ctx;
+  megamoe_buffer_t buf = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, 64, &buf), MEGAMOE_SUCCESS);
+  megamoe_backend_t backend = MEGAMOE_BACKEND_BEST;
+  expect_not_live(megamoe_context_get_backend(reinterpret_cast<megamoe_context_t>(buf), &backend), "context",
+                  "megamoe_context_t");
+  EXPECT_TRUE(contains(last_error(), "it is a megamoe_buffer_t")) << last_error();
+  int64_t size = -1;
+  expect_not_live(megamoe_buffer_get_size(reinterpret_cast<megamoe_buffer_t>(ctx.get()), &size), "buffer",
+                  "megamoe_buffer_t");
+  EXPECT_TRUE(contains(last_error(), "it is a megamoe_context_t")) << last_error();
+  expect_not_live(megamoe_moe_layer_destroy(reinterpret_cast<megamoe_moe_layer_t>(buf)), "layer", "megamoe_moe_layer_t");
+
+  // Memory that merely looks like an object, or a pointer to the buffer's data, is no handle.
+  alignas(64) static unsigned char zeros[256] = {};
+  void* data = nullptr;
+  int32_t type = 0, id = 0;
+  ASSERT_EQ(megamoe_buffer_get_data(buf, &data, &type, &id), MEGAMOE_SUCCESS);
+  expect_not_live(megamoe_context_synchronize(reinterpret_cast<megamoe_context_t>(zeros), nullptr), "context",
+                  "megamoe_context_t");
+  expect_not_live(megamoe_buffer_get_size(static_cast<megamoe_buffer_t>(data), &size), "buffer", "megamoe_buffer_t");
+  expect_not_live(megamoe_buffer_get_size(kSentinelBuffer, &size), "buffer", "megamoe_buffer_t");
+  EXPECT_EQ(size, -1);
+  EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+}
+
+// Handle values are never reused, so a stale handle cannot come to name a newer object.
+TEST(Lifetime, AStaleHandleNeverNamesANewerObject) {
+  mmt::ScopedContext ctx;
+  std::vector<megamoe_buffer_t> destroyed;
+  for (int i = 0; i < 64; ++i) {
+    megamoe_buffer_t buf = nullptr;
+    ASSERT_EQ(megamoe_buffer_create(ctx, 64, &buf), MEGAMOE_SUCCESS);
+    for (megamoe_buffer_t old : destroyed) ASSERT_NE(buf, old) << "a destroyed handle's value was given out again";
+    ASSERT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+    destroyed.push_back(buf);
+  }
+  megamoe_buffer_t live = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, 64, &live), MEGAMOE_SUCCESS);
+  for (megamoe_buffer_t old : destroyed) {
+    int64_t size = -1;
+    expect_not_live(megamoe_buffer_get_size(old, &size), "buffer", "megamoe_buffer_t");
+  }
+  EXPECT_EQ(megamoe_buffer_destroy(live), MEGAMOE_SUCCESS);
+}
+
 }  // namespace

@@ -6,7 +6,9 @@
  *  - Every function returns megamoe_status_t. On failure nothing was written to any output and
  *    megamoe_last_error_message() (thread-local) names the function, the argument and what was
  *    expected versus what was given.
- *  - Handles are opaque; each *_create has a matching *_destroy, which accepts NULL.
+ *  - Handles are opaque; each *_create has a matching *_destroy, which accepts NULL. A destroyed,
+ *    forged or wrong-kind handle is rejected (MEGAMOE_ERROR_INVALID_ARGUMENT): handle values are
+ *    keys of a registry of live objects, never reused (docs/API.md).
  *  - Tensors are described by megamoe_tensor_t (DLPack-like). Descriptors are read, never kept.
  *  - Work is enqueued on the stream passed explicitly (a cudaStream_t as void*, NULL = the legacy
  *    default stream); the CPU backend ignores it and runs synchronously.

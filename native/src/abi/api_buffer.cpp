@@ -30,14 +30,13 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_create(megamoe_context_t context, in
     buffer->backend = ctx.backend;
     buffer->data = size_bytes > 0 ? ctx.backend->allocate(size_bytes) : nullptr;
     buffer->size = size_bytes;
-    out = buffer.release();
+    out = publish(std::move(buffer));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_buffer_destroy(megamoe_buffer_t buffer) {
   return guarded(__func__, [&] {
-    if (buffer == nullptr) return;
-    delete &require_handle(buffer, "buffer");
+    destroy_handle(buffer, "buffer");
   });
 }
 

@@ -19,13 +19,6 @@ constexpr int32_t kMaxTopK = 16;
 constexpr int32_t kMaxExperts = 1024;
 
 template <typename T>
-T& require_handle(T* handle, const char* argument) {
-  if (handle == nullptr) invalid(argument, "handle is NULL");
-  if (!handle->valid()) invalid(argument, "handle is not a live ", T::kind_name, " (destroyed, or another kind)");
-  return *handle;
-}
-
-template <typename T>
 T& require_out(T* out, const char* argument) {
   if (out == nullptr) invalid(argument, "output pointer is NULL");
   return *out;
