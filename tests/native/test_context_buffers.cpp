@@ -1,9 +1,11 @@
 // Contexts, backends, device info, worker threads and buffers.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -381,6 +383,55 @@ TEST(Buffer, InvalidArguments) {
   EXPECT_EQ(megamoe_buffer_get_data(nullptr, &data, &type, &id), MEGAMOE_ERROR_INVALID_ARGUMENT);
   EXPECT_TRUE(contains(last_error(), "'buffer'")) << last_error();
   EXPECT_EQ(data, static_cast<void*>(&size));
+  EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+}
+
+// A CPU buffer's own memory as the host side of a copy: memcpy on overlapping memory (undefined, and an
+// ASan report) before it was rejected.
+TEST(Buffer, HostMemoryInsideTheBufferIsRejectedAndNothingIsCopied) {
+  mmt::ScopedContext ctx;
+  const int64_t size = 256;
+  megamoe_buffer_t buf = nullptr, other = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, size, &buf), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_create(ctx, size, &other), MEGAMOE_SUCCESS);
+  void* data = nullptr;
+  void* other_data = nullptr;
+  int32_t type = 0, id = 0;
+  ASSERT_EQ(megamoe_buffer_get_data(buf, &data, &type, &id), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_get_data(other, &other_data, &type, &id), MEGAMOE_SUCCESS);
+  auto* bytes = static_cast<uint8_t*>(data);
+  for (int64_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(i);
+  const std::vector<uint8_t> before(bytes, bytes + size);
+
+  struct Overlap {
+    int64_t host_offset, buffer_offset, bytes;
+  };
+  // The same range, a shifted one each way, and one that only touches the buffer's last byte.
+  for (const Overlap& o : {Overlap{0, 0, size}, Overlap{10, 0, 64}, Overlap{0, 10, 64}, Overlap{size - 1, 0, 1}}) {
+    SCOPED_TRACE("host at +" + std::to_string(o.host_offset) + ", buffer offset " + std::to_string(o.buffer_offset) +
+                 ", " + std::to_string(o.bytes) + " bytes");
+    EXPECT_EQ(megamoe_buffer_write(buf, o.buffer_offset, bytes + o.host_offset, o.bytes, nullptr),
+              MEGAMOE_ERROR_INVALID_ARGUMENT);
+    const std::string write_error = last_error();
+    EXPECT_TRUE(contains(write_error, "megamoe_buffer_write: argument 'host'")) << write_error;
+    EXPECT_TRUE(contains(write_error, "overlaps the buffer's own memory")) << write_error;
+    EXPECT_EQ(megamoe_buffer_read(buf, o.buffer_offset, bytes + o.host_offset, o.bytes, nullptr),
+              MEGAMOE_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(last_error(), "megamoe_buffer_read: argument 'host'")) << last_error();
+    EXPECT_TRUE(std::equal(before.begin(), before.end(), bytes)) << "a rejected copy changed the buffer";
+  }
+  // Both ranges are in the message.
+  EXPECT_EQ(megamoe_buffer_write(buf, 0, bytes + 16, 32, nullptr), MEGAMOE_ERROR_INVALID_ARGUMENT);
+  std::ostringstream host_range, buffer_range;
+  host_range << "[" << static_cast<void*>(bytes + 16) << ", " << static_cast<void*>(bytes + 16) << " + 32)";
+  buffer_range << "[" << data << ", " << data << " + " << size << ")";
+  EXPECT_TRUE(contains(last_error(), host_range.str())) << last_error();
+  EXPECT_TRUE(contains(last_error(), buffer_range.str())) << last_error();
+
+  // Another buffer's memory is host memory like any other on the CPU backend.
+  EXPECT_EQ(megamoe_buffer_write(buf, 0, other_data, size, nullptr), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_EQ(megamoe_buffer_read(buf, 0, other_data, size, nullptr), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_EQ(megamoe_buffer_destroy(other), MEGAMOE_SUCCESS);
   EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
 }
 

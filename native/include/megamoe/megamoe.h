@@ -176,7 +176,9 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_get_data(megamoe_buffer_t buffer, vo
                                                      int32_t* out_device_type, int32_t* out_device_id);
 MEGAMOE_API megamoe_status_t megamoe_buffer_get_size(megamoe_buffer_t buffer, int64_t* out_size_bytes);
 /* Copies between host memory and [offset, offset + size) of the buffer. Synchronous with respect
- * to the host memory: the call returns once `host` may be reused or read. */
+ * to the host memory: the call returns once `host` may be reused or read. [host, host + size) must
+ * not overlap the buffer's own memory (megamoe_buffer_get_data .. + its size), on any backend:
+ * MEGAMOE_ERROR_INVALID_ARGUMENT naming both ranges, nothing copied. */
 MEGAMOE_API megamoe_status_t megamoe_buffer_write(megamoe_buffer_t buffer, int64_t offset_bytes,
                                                   const void* host, int64_t size_bytes, void* stream);
 MEGAMOE_API megamoe_status_t megamoe_buffer_read(megamoe_buffer_t buffer, int64_t offset_bytes, void* host,
