@@ -351,6 +351,30 @@ TEST(Validation, StridesOfExtentOneDimensionsAndSixteenByteAlignmentAreAccepted)
   EXPECT_EQ(wq[0], 0x7E);
 }
 
+// A tensor on the right device type with the wrong device id: the message names device_id, the value
+// given and the one expected (it used to say "tensor is on the CPU but the context runs on the CPU").
+TEST(Validation, AWrongDeviceIdIsNamedWithTheExpectedValue) {
+  mmt::ScopedContext ctx;
+  HostVec<float> x(128, 1.0f), s(1);
+  HostVec<uint8_t> q(128);
+  auto xt = mmt::make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 128});
+  const auto qt = mmt::make_tensor(q.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 128});
+  const auto st = mmt::make_tensor(s.data(), MEGAMOE_DTYPE_FP32, {1, 1});
+  for (int32_t id : {99, -1, 1, std::numeric_limits<int32_t>::min()}) {
+    xt.device_id = id;
+    EXPECT_EQ(megamoe_quantize_activations(ctx, &xt, &qt, &st, 0, nullptr), MEGAMOE_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(mmt::contains(last_error(), "argument 'x': device_id is " + std::to_string(id) +
+                                                "; expected 0 (the context runs on the CPU)"))
+        << last_error();
+  }
+  xt.device_id = 0;
+  xt.device_type = MEGAMOE_DEVICE_CUDA;
+  EXPECT_EQ(megamoe_quantize_activations(ctx, &xt, &qt, &st, 0, nullptr), MEGAMOE_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(mmt::contains(last_error(), "argument 'x': tensor is on CUDA device 0 (device_type 2) but the context "
+                                          "runs on the CPU; expected device_type 1 (CPU) and device_id 0"))
+      << last_error();
+}
+
 // ------------------------------------------------------------------------------------------------
 // 1. Quantization
 // ------------------------------------------------------------------------------------------------
