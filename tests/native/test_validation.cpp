@@ -400,6 +400,34 @@ TEST(Validation, QuantizeActivations) {
                       });
 }
 
+TEST(Validation, QuantizeActivationsChecked) {
+  EntryPoint ep;
+  ep.function = "quantize_activations_checked";
+  ep.build = [](Call& c) {
+    c.add("x", MEGAMOE_DTYPE_BF16, {3, 256}, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32});
+    c.add("q", MEGAMOE_DTYPE_FP8_E4M3, {3, 256}, {MEGAMOE_DTYPE_FP8_E4M3}, true);
+    c.add("scales", MEGAMOE_DTYPE_FP32, {3, 2}, {MEGAMOE_DTYPE_FP32}, true);
+    c.add("nonfinite_rows", MEGAMOE_DTYPE_INT32, {1}, {MEGAMOE_DTYPE_INT32}, true, true);
+  };
+  ep.invoke = [](Call& c) {
+    return megamoe_quantize_activations_checked(c.ctx, c.t("x"), c.t("q"), c.t("scales"), c.flags,
+                                                c.t("nonfinite_rows"), nullptr);
+  };
+  const auto alias = [](const char* other) {
+    return [other](Call& c) { c.arg("nonfinite_rows").desc.data = c.arg(other).desc.data; };
+  };
+  run_entry_point(ep, {
+                          {"NULL context", [](Call& c) { c.ctx = nullptr; }, {q("context")}},
+                          {"nonfinite_rows has 2 elements", [](Call& c) { c.reshape("nonfinite_rows", {2}); },
+                           {q("nonfinite_rows")}},
+                          {"nonfinite_rows is empty", [](Call& c) { c.reshape("nonfinite_rows", {0}); },
+                           {q("nonfinite_rows")}},
+                          {"nonfinite_rows aliases q", alias("q"), {q("nonfinite_rows"), q("q")}},
+                          {"nonfinite_rows aliases scales", alias("scales"), {q("nonfinite_rows"), q("scales")}},
+                          {"unknown flag 2", [](Call& c) { c.flags = 2; }, {q("flags")}},
+                      });
+}
+
 TEST(Validation, DequantizeActivations) {
   EntryPoint ep;
   ep.function = "dequantize_activations";

@@ -203,6 +203,17 @@ MEGAMOE_API megamoe_status_t megamoe_quantize_activations(megamoe_context_t cont
                                                           const megamoe_tensor_t* q,
                                                           const megamoe_tensor_t* scales, uint32_t flags,
                                                           void* stream);
+/*    The same, and counts non-finite input without a host synchronization (for servers): nonfinite_rows
+ *    is INT32 [1] on the context's device, incremented (wrapping modulo 2^32, like a 32-bit atomic add)
+ *    by the number of rows of x that hold at least one NaN or +-Inf; q and scales are written exactly
+ *    as megamoe_quantize_activations writes them (docs/NUMERICS.md says what non-finite input becomes).
+ *    nonfinite_rows NULL: megamoe_quantize_activations. */
+MEGAMOE_API megamoe_status_t megamoe_quantize_activations_checked(megamoe_context_t context,
+                                                                  const megamoe_tensor_t* x,
+                                                                  const megamoe_tensor_t* q,
+                                                                  const megamoe_tensor_t* scales, uint32_t flags,
+                                                                  const megamoe_tensor_t* nonfinite_rows,
+                                                                  void* stream);
 /*    q [M, K] FP8 + scales [M, ceil(K/128)] -> out [M, K] BF16 or FP32 (out = q * sf, rounded once). */
 MEGAMOE_API megamoe_status_t megamoe_dequantize_activations(megamoe_context_t context, const megamoe_tensor_t* q,
                                                             const megamoe_tensor_t* scales,
