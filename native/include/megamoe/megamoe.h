@@ -105,7 +105,9 @@ typedef enum megamoe_device_type {
 /* A view of memory the caller owns. Shapes and strides count elements; strides[i] is the distance
  * between consecutive indices of dimension i. Every tensor must be dense row-major (the stride of
  * a dimension of extent 1 is not looked at) and its data 16-byte aligned; data may be NULL only
- * when the tensor has no elements. */
+ * when the tensor has no elements. No extent may exceed 2^48 (even in a tensor with no elements),
+ * nor may the number of elements; device_type and device_id must be the context's (the CPU is
+ * device 0). */
 typedef struct megamoe_tensor {
   void* data;
   int32_t device_type; /* megamoe_device_type_t */
@@ -120,7 +122,10 @@ typedef struct megamoe_tensor {
  * Contexts
  * ------------------------------------------------------------------------------------------- */
 typedef enum megamoe_backend {
-  MEGAMOE_BACKEND_BEST = 0, /* CUDA if usable, else CPU */
+  /* CUDA on device_id if it is usable there; otherwise, whatever the reason (no CUDA build, no
+   * driver, no such device, not SM90), the CPU backend, silently: megamoe_context_get_backend says
+   * which one was chosen. device_id must still be >= 0. */
+  MEGAMOE_BACKEND_BEST = 0,
   MEGAMOE_BACKEND_CPU = 1,
   MEGAMOE_BACKEND_CUDA = 2
 } megamoe_backend_t;
@@ -140,7 +145,8 @@ MEGAMOE_API megamoe_status_t megamoe_context_destroy(megamoe_context_t context);
 /* The backend actually in use (CPU or CUDA, never BEST). */
 MEGAMOE_API megamoe_status_t megamoe_context_get_backend(megamoe_context_t context,
                                                          megamoe_backend_t* out_backend);
-/* CPU backend worker threads (0 = one per hardware thread); other backends accept and ignore it. */
+/* CPU backend worker threads, 0 (one per hardware thread) to 4096; other backends accept and ignore
+ * it. */
 MEGAMOE_API megamoe_status_t megamoe_context_set_num_threads(megamoe_context_t context, int32_t num_threads);
 
 typedef struct megamoe_device_info {
@@ -274,6 +280,9 @@ typedef struct megamoe_routed_plan* megamoe_routed_plan_t;
 /* Choose the tile shape per expert from its token count, on the device (CUDA backend). */
 #define MEGAMOE_PLAN_EXPERT_SPECIALIZATION 1u
 
+/* max_tokens 1 to 2^31; top_k 1 to 16; num_experts 1 to 1024; n and k positive multiples of 128.
+ * top_k may exceed num_experts, and a token may name the same expert in several slots: each slot is
+ * computed on its own (its own row of d, with its own weight). */
 MEGAMOE_API megamoe_status_t megamoe_routed_plan_create(megamoe_context_t context, int64_t max_tokens,
                                                         int32_t top_k, int32_t num_experts, int64_t n,
                                                         int64_t k, uint32_t flags,
@@ -293,8 +302,9 @@ MEGAMOE_API megamoe_status_t megamoe_gemm_routed(megamoe_routed_plan_t plan, con
                                                  void* stream);
 
 /* 7. Gate/up interleave of w13 [E, 2I, H] (or [2I, H]), any dtype, I a multiple of 8:
- *    out rows = gate 0-7, up 0-7, gate 8-15, up 8-15, ...; `inverse` undoes it. Block scales are
- *    unchanged by this transform. out must not overlap w. */
+ *    out rows = gate 0-7, up 0-7, gate 8-15, up 8-15, ...; `inverse` 1 undoes it (0: interleave; any
+ *    other value is MEGAMOE_ERROR_INVALID_ARGUMENT). Block scales are unchanged by this transform. out
+ *    must not overlap w. */
 MEGAMOE_API megamoe_status_t megamoe_interleave_gate_up(megamoe_context_t context, const megamoe_tensor_t* w,
                                                         const megamoe_tensor_t* out, int32_t inverse,
                                                         void* stream);
@@ -322,10 +332,10 @@ typedef struct megamoe_moe_config {
   uint32_t struct_size;  /* sizeof(megamoe_moe_config_t) */
   uint32_t flags;        /* MEGAMOE_MOE_* */
   int32_t num_experts;   /* E, 1..1024 */
-  int32_t top_k;         /* 1..16 */
+  int32_t top_k;         /* 1..16; may exceed E (see megamoe_moe_layer_forward on duplicates) */
   int64_t hidden;        /* H, multiple of 128 */
   int64_t intermediate;  /* I, multiple of 128 */
-  int64_t max_tokens;    /* largest T a forward may pass, >= 1 */
+  int64_t max_tokens;    /* largest T a forward may pass, 1 to 2^31 */
   float activation_alpha;      /* 1 for SwiGLU (DeepSeek), 1.702 for GPT-OSS */
   float activation_beta;       /* 0 for SwiGLU, 1 for GPT-OSS */
   float activation_clamp;      /* c > 0 enables the clamp; 0 disables it */
@@ -350,6 +360,8 @@ MEGAMOE_API megamoe_status_t megamoe_moe_layer_get_workspace_size(megamoe_moe_la
 
 /* x [T, H] BF16, or FP8 with x_scales [T, H/128] FP32 (x_scales NULL for BF16);
  * topk_idx [T, top_k] INT32 or INT64 (-1 = dropped); topk_weights [T, top_k] FP32; y [T, H] BF16.
+ * A token may name the same expert in several slots: each slot is its own term of y[t], with its
+ * own weight (and counts in expert_counts), so a duplicate adds that expert's output twice.
  * expert_counts: NULL or INT32 [E], incremented by the number of slots routed to each expert.
  * num_tokens: NULL or INT32 [1] in device memory (see megamoe_gemm_routed). T = 0 does nothing.
  * A layer runs one forward at a time (it owns its workspace). */
