@@ -95,15 +95,7 @@ TEST(Concurrency, OneLayerSharedByThreadsGivesTheBitsOfARunAlone) {
   const auto s13 = mmt::random_scales(rng, E * (2 * I / 128) * (H / 128), -6, -3);
   const auto w2 = mmt::random_fp8(rng, E * H * I);
   const auto s2 = mmt::random_scales(rng, E * (H / 128) * (I / 128), -6, -3);
-  megamoe_moe_config_t config{};
-  config.struct_size = sizeof config;
-  config.num_experts = E;
-  config.top_k = K;
-  config.hidden = H;
-  config.intermediate = I;
-  config.max_tokens = T;
-  config.activation_alpha = 1.0f;
-  config.routed_scaling_factor = 1.0f;
+  const megamoe_moe_config_t config = mmt::moe_config(E, K, H, I, T);
   const auto t13 = mmt::make_tensor(w13.data(), MEGAMOE_DTYPE_FP8_E4M3, {E, 2 * I, H});
   const auto ts13 = mmt::make_tensor(s13.data(), MEGAMOE_DTYPE_FP32, {E, 2 * I / 128, H / 128});
   const auto t2 = mmt::make_tensor(w2.data(), MEGAMOE_DTYPE_FP8_E4M3, {E, H, I});

@@ -500,32 +500,35 @@ TEST(Buffer, BufferMemoryServesAsTensorStorage) {
 // ------------------------------------------------------------------------------------------------
 // Lifetime: children keep their context alive.
 // ------------------------------------------------------------------------------------------------
+// One live handle of each kind: a CPU context, a 128-byte buffer, a routed plan (T <= 2, top-1 of one
+// expert, N = K = 128) and a one-expert layer (H = I = 128, max_tokens 2) of identity-like BF16 weights,
+// enough to run a forward.
+struct OneOfEach {
+  megamoe_context_t ctx = nullptr;
+  megamoe_buffer_t buf = nullptr;
+  megamoe_routed_plan_t plan = nullptr;
+  megamoe_moe_layer_t layer = nullptr;
+};
+
+void create_one_of_each(OneOfEach& h) {
+  ASSERT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &h.ctx), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_create(h.ctx, 128, &h.buf), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_routed_plan_create(h.ctx, 2, 1, 1, 128, 128, 0, &h.plan), MEGAMOE_SUCCESS) << last_error();
+  HostVec<uint16_t> w13(2 * 128 * 128, 0x3F80), w2(128 * 128, 0x3C00);
+  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 256, 128});
+  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, 128, 128});
+  const megamoe_moe_config_t cfg = mmt::moe_config(1, 1, 128, 128, 2);
+  ASSERT_EQ(megamoe_moe_layer_create(h.ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &h.layer),
+            MEGAMOE_SUCCESS)
+      << last_error();
+}
+
 TEST(Lifetime, DestroyingContextWithLiveChildrenIsSafe) {
   const int64_t base = megamoe_live_object_count();
-  megamoe_context_t ctx = nullptr;
-  ASSERT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &ctx), MEGAMOE_SUCCESS);
-  megamoe_buffer_t buf = nullptr;
-  ASSERT_EQ(megamoe_buffer_create(ctx, 128, &buf), MEGAMOE_SUCCESS);
-  megamoe_routed_plan_t plan = nullptr;
-  ASSERT_EQ(megamoe_routed_plan_create(ctx, 2, 1, 1, 128, 128, 0, &plan), MEGAMOE_SUCCESS) << last_error();
-
-  // A one-expert layer with identity-like BF16 weights is enough to run a forward.
-  const int64_t H = 128, I = 128;
-  HostVec<uint16_t> w13(static_cast<std::size_t>(2 * I * H), 0x3F80), w2(static_cast<std::size_t>(H * I), 0x3C00);
-  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 2 * I, H});
-  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, H, I});
-  megamoe_moe_config_t cfg{};
-  cfg.struct_size = sizeof cfg;
-  cfg.num_experts = 1;
-  cfg.top_k = 1;
-  cfg.hidden = H;
-  cfg.intermediate = I;
-  cfg.max_tokens = 2;
-  cfg.activation_alpha = 1.0f;
-  cfg.routed_scaling_factor = 1.0f;
-  megamoe_moe_layer_t layer = nullptr;
-  ASSERT_EQ(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &layer), MEGAMOE_SUCCESS)
-      << last_error();
+  OneOfEach h;
+  ASSERT_NO_FATAL_FAILURE(create_one_of_each(h));
+  const auto [ctx, buf, plan, layer] = h;
+  const int64_t H = 128;
   ASSERT_EQ(megamoe_live_object_count(), base + 4);
 
   EXPECT_EQ(megamoe_context_destroy(ctx), MEGAMOE_SUCCESS);
@@ -580,41 +583,22 @@ void expect_not_live(megamoe_status_t status, const std::string& argument, const
   EXPECT_TRUE(contains(last_error(), "argument '" + argument + "': handle is not a live " + kind)) << last_error();
 }
 
-megamoe_moe_config_t tiny_layer_config() {
-  megamoe_moe_config_t cfg{};
-  cfg.struct_size = sizeof cfg;
-  cfg.num_experts = 1;
-  cfg.top_k = 1;
-  cfg.hidden = 128;
-  cfg.intermediate = 128;
-  cfg.max_tokens = 1;
-  cfg.activation_alpha = 1.0f;
-  cfg.routed_scaling_factor = 1.0f;
-  return cfg;
-}
-
 TEST(Lifetime, EveryHandleKindUsedAfterDestroyIsRejected) {
   const int64_t base = megamoe_live_object_count();
-  megamoe_context_t ctx = nullptr;
-  ASSERT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &ctx), MEGAMOE_SUCCESS);
-  megamoe_buffer_t buf = nullptr;
-  ASSERT_EQ(megamoe_buffer_create(ctx, 64, &buf), MEGAMOE_SUCCESS);
-  megamoe_routed_plan_t plan = nullptr;
-  ASSERT_EQ(megamoe_routed_plan_create(ctx, 1, 1, 1, 128, 128, 0, &plan), MEGAMOE_SUCCESS) << last_error();
-  HostVec<uint16_t> w13(2 * 128 * 128, 0x3F80), w2(128 * 128, 0x3C00);
-  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 256, 128});
-  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, 128, 128});
-  const megamoe_moe_config_t cfg = tiny_layer_config();
-  megamoe_moe_layer_t layer = nullptr;
-  ASSERT_EQ(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &layer), MEGAMOE_SUCCESS)
-      << last_error();
+  OneOfEach h;
+  ASSERT_NO_FATAL_FAILURE(create_one_of_each(h));
+  const auto [ctx, buf, plan, layer] = h;
   ASSERT_EQ(megamoe_moe_layer_destroy(layer), MEGAMOE_SUCCESS);
   ASSERT_EQ(megamoe_routed_plan_destroy(plan), MEGAMOE_SUCCESS);
   ASSERT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
   ASSERT_EQ(megamoe_context_destroy(ctx), MEGAMOE_SUCCESS);
   ASSERT_EQ(megamoe_live_object_count(), base);
 
-  // Valid tensors everywhere, so that only the handle is wrong.
+  // Valid arguments everywhere, so that only the handle is wrong.
+  HostVec<uint16_t> w13(2 * 128 * 128, 0x3F80), w2(128 * 128, 0x3C00);
+  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 256, 128});
+  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, 128, 128});
+  const megamoe_moe_config_t cfg = mmt::moe_config(1, 1, 128, 128, 1);
   HostVec<float> x(128, 1.0f), scales(1, 1.0f);
   HostVec<uint8_t> q(128);
   HostVec<uint16_t> y(128);

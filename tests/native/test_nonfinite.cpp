@@ -85,21 +85,19 @@ TEST(NonFinite, ANanChangesOnlyItsOwnElement) {
 constexpr int64_t kE = 4, kH = 256, kI = 128, kT = 6;
 constexpr int32_t kK = 2;
 
+struct Inputs {
+  HostVec<uint16_t> x;
+  HostVec<int32_t> idx;
+  HostVec<float> w;
+};
+
 class SmallLayer {
  public:
   SmallLayer(megamoe_context_t ctx, mmt::Rng& rng, float clamp) {
     const auto w13 = mmt::to_bf16(mmt::random_normal(rng, kE * 2 * kI * kH, 1.0 / 16));
     const auto w2 = mmt::to_bf16(mmt::random_normal(rng, kE * kH * kI, 1.0 / 11));
-    megamoe_moe_config_t cfg{};
-    cfg.struct_size = sizeof cfg;
-    cfg.num_experts = kE;
-    cfg.top_k = kK;
-    cfg.hidden = kH;
-    cfg.intermediate = kI;
-    cfg.max_tokens = kT;
-    cfg.activation_alpha = 1.0f;
+    megamoe_moe_config_t cfg = mmt::moe_config(kE, kK, kH, kI, kT);
     cfg.activation_clamp = clamp;
-    cfg.routed_scaling_factor = 1.0f;
     const auto t13 = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {kE, 2 * kI, kH});
     const auto t2 = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {kE, kH, kI});
     EXPECT_EQ(megamoe_moe_layer_create(ctx, &cfg, &t13, nullptr, &t2, nullptr, nullptr, &layer_), MEGAMOE_SUCCESS)
@@ -109,12 +107,12 @@ class SmallLayer {
   SmallLayer(const SmallLayer&) = delete;
   SmallLayer& operator=(const SmallLayer&) = delete;
 
-  HostVec<uint16_t> forward(const HostVec<uint16_t>& x, const HostVec<int32_t>& idx, const HostVec<float>& w) const {
+  HostVec<uint16_t> forward(const Inputs& in) const {
     HostVec<uint16_t> y(static_cast<std::size_t>(kT * kH));
     mmt::poison(y);
-    const auto xt = make_tensor(x.data(), MEGAMOE_DTYPE_BF16, {kT, kH});
-    const auto it = make_tensor(idx.data(), MEGAMOE_DTYPE_INT32, {kT, kK});
-    const auto wt = make_tensor(w.data(), MEGAMOE_DTYPE_FP32, {kT, kK});
+    const auto xt = make_tensor(in.x.data(), MEGAMOE_DTYPE_BF16, {kT, kH});
+    const auto it = make_tensor(in.idx.data(), MEGAMOE_DTYPE_INT32, {kT, kK});
+    const auto wt = make_tensor(in.w.data(), MEGAMOE_DTYPE_FP32, {kT, kK});
     const auto yt = make_tensor(y.data(), MEGAMOE_DTYPE_BF16, {kT, kH});
     EXPECT_EQ(megamoe_moe_layer_forward(layer_, &xt, nullptr, &it, &wt, &yt, nullptr, nullptr, nullptr),
               MEGAMOE_SUCCESS)
@@ -124,12 +122,6 @@ class SmallLayer {
 
  private:
   megamoe_moe_layer_t layer_ = nullptr;
-};
-
-struct Inputs {
-  HostVec<uint16_t> x;
-  HostVec<int32_t> idx;
-  HostVec<float> w;
 };
 
 // Every token routed to experts 0 and 1, so that tokens with the same h get the same output.
@@ -143,6 +135,15 @@ Inputs clean_inputs(mmt::Rng& rng) {
   }
   return in;
 }
+
+// A layer, a clean batch and its output: what each test changes one value of.
+struct Scene {
+  Scene(mmt::Rng& rng, float clamp) : layer(ctx, rng, clamp), in(clean_inputs(rng)), clean(layer.forward(in)) {}
+  mmt::ScopedContext ctx;
+  SmallLayer layer;
+  Inputs in;
+  HostVec<uint16_t> clean;
+};
 
 // Rows of y other than `token` are bitwise those of `clean`.
 void expect_other_rows_unchanged(const HostVec<uint16_t>& y, const HostVec<uint16_t>& clean, int64_t token) {
@@ -159,16 +160,13 @@ TEST(NonFinite, WithoutAClampNanOrInfinityInATokenGivesANanRowForThatTokenOnly) 
   const uint64_t seed = mmt::fresh_seed();
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
-  mmt::ScopedContext ctx;
-  const SmallLayer layer(ctx, rng, 0.0f);
-  Inputs in = clean_inputs(rng);
-  const HostVec<uint16_t> clean = layer.forward(in.x, in.idx, in.w);
+  const Scene s(rng, 0.0f);
   for (uint16_t bad : {uint16_t{0x7FC0}, uint16_t{0x7F80}, uint16_t{0xFF80}}) {  // NaN, +Inf, -Inf
-    Inputs b = in;
+    Inputs b = s.in;
     b.x[static_cast<std::size_t>(2 * kH + 77)] = bad;
-    const HostVec<uint16_t> y = layer.forward(b.x, b.idx, b.w);
+    const HostVec<uint16_t> y = s.layer.forward(b);
     for (int64_t h = 0; h < kH; ++h) EXPECT_TRUE(bf16_is_nan(y[static_cast<std::size_t>(2 * kH + h)])) << h;
-    expect_other_rows_unchanged(y, clean, 2);
+    expect_other_rows_unchanged(y, s.clean, 2);
   }
 }
 
@@ -176,19 +174,16 @@ TEST(NonFinite, WithAClampNanOrInfinityInATokenGivesAFiniteRowIndependentOfItsVa
   const uint64_t seed = mmt::fresh_seed();
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
-  mmt::ScopedContext ctx;
-  const SmallLayer layer(ctx, rng, 7.0f);
-  Inputs in = clean_inputs(rng);
-  const HostVec<uint16_t> clean = layer.forward(in.x, in.idx, in.w);
+  const Scene s(rng, 7.0f);
   std::vector<HostVec<uint16_t>> rows;
   for (uint16_t bad : {uint16_t{0x7FC0}, uint16_t{0x7F80}, uint16_t{0xFF80}}) {
     for (int64_t token : {1, 4}) {
-      Inputs b = in;
+      Inputs b = s.in;
       b.x[static_cast<std::size_t>(token * kH + 3)] = bad;
-      const HostVec<uint16_t> y = layer.forward(b.x, b.idx, b.w);
+      const HostVec<uint16_t> y = s.layer.forward(b);
       HostVec<uint16_t> row(y.begin() + token * kH, y.begin() + (token + 1) * kH);
       for (uint16_t v : row) EXPECT_TRUE(bf16_is_finite(v));
-      expect_other_rows_unchanged(y, clean, token);
+      expect_other_rows_unchanged(y, s.clean, token);
       rows.push_back(row);
     }
   }
@@ -200,22 +195,19 @@ TEST(NonFinite, ANonFiniteTopKWeightPoisonsOnlyItsTokenAndNotWhenItsSlotIsDroppe
   const uint64_t seed = mmt::fresh_seed();
   MMT_SEED_TRACE(seed);
   mmt::Rng rng(seed);
-  mmt::ScopedContext ctx;
   for (float clamp : {0.0f, 7.0f}) {
-    const SmallLayer layer(ctx, rng, clamp);
-    Inputs in = clean_inputs(rng);
-    const HostVec<uint16_t> clean = layer.forward(in.x, in.idx, in.w);
+    const Scene s(rng, clamp);
     for (float bad : {kNaN, kInf}) {
-      Inputs b = in;
+      Inputs b = s.in;
       b.w[3 * kK + 1] = bad;
-      const HostVec<uint16_t> y = layer.forward(b.x, b.idx, b.w);
+      const HostVec<uint16_t> y = s.layer.forward(b);
       for (int64_t h = 0; h < kH; ++h) EXPECT_TRUE(bf16_is_nan(y[static_cast<std::size_t>(3 * kH + h)])) << h;
-      expect_other_rows_unchanged(y, clean, 3);
+      expect_other_rows_unchanged(y, s.clean, 3);
 
       b.idx[3 * kK + 1] = -1;  // a dropped slot's weight is never read
-      Inputs dropped = in;
+      Inputs dropped = s.in;
       dropped.idx[3 * kK + 1] = -1;
-      EXPECT_TRUE(layer.forward(b.x, b.idx, b.w) == layer.forward(dropped.x, dropped.idx, dropped.w));
+      EXPECT_TRUE(s.layer.forward(b) == s.layer.forward(dropped));
     }
   }
 }

@@ -900,18 +900,7 @@ void build_layer_create(Call& c) {
   fill_fp8(c, "w2");
   c.add("w2_scales", MEGAMOE_DTYPE_FP32, {4, 1, 1}, {MEGAMOE_DTYPE_FP32});
   fill_f32(c, "w2_scales", 0.01f);
-  megamoe_moe_config_t& cfg = c.config;
-  cfg = megamoe_moe_config_t{};
-  cfg.struct_size = sizeof cfg;
-  cfg.num_experts = 4;
-  cfg.top_k = 2;
-  cfg.hidden = 128;
-  cfg.intermediate = 128;
-  cfg.max_tokens = 8;
-  cfg.activation_alpha = 1.0f;
-  cfg.activation_beta = 0.0f;
-  cfg.activation_clamp = 0.0f;
-  cfg.routed_scaling_factor = 1.0f;
+  c.config = mmt::moe_config(4, 2, 128, 128, 8);
 }
 
 TEST(Validation, MoeLayerCreate) {
