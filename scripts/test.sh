@@ -56,6 +56,11 @@ rm -rf "$packages" "$root/tests/managed/MegaMoe.PackageConsumer/obj/packages"
 dotnet pack "$root/managed/MegaMoe/MegaMoe.csproj" -c Release -p:MegaMoeNativeDir="$root/build/$preset/native" \
   -o "$packages" 2>&1 | tee "$logs/pack.log"
 pack_rc=${PIPESTATUS[0]}
+# A package that packs with warnings (missing metadata, a file left out) is not releasable.
+if [ "$pack_rc" -eq 0 ] && grep -q ": warning " "$logs/pack.log"; then
+  echo "dotnet pack reported warnings (above); they fail the run" >&2
+  pack_rc=1
+fi
 (unset MEGAMOE_NATIVE_PATH
  dotnet test "$root/tests/managed/MegaMoe.PackageConsumer/MegaMoe.PackageConsumer.csproj" -c Release \
    -p:MegaMoePackageSource="$packages" --logger "trx;LogFileName=package.trx" --results-directory "$logs") 2>&1 \

@@ -55,13 +55,15 @@ internal static class CliApplication
         parse.Action is HelpAction
         || root.Options.OfType<VersionOption>().Any(v => parse.GetResult(v) is not null);
 
+    // One line, as every other failure: the parser's messages joined (one spans lines: "... Must be one of:" and a
+    // line per accepted value, which become a comma-separated list), then where to look.
     private static void ReportErrors(CliConsole console, ParseResult parse, string command)
     {
-        foreach (ParseError error in parse.Errors)
+        IEnumerable<string> messages = parse.Errors.Select(error =>
         {
-            console.Error.WriteLine($"megamoe: {error.Message}");
-        }
-
-        console.Error.WriteLine($"Run '{command} --help' for usage.");
+            string[] lines = error.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            return lines.Length == 1 ? lines[0] : $"{lines[0]} {string.Join(", ", lines[1..])}.";
+        });
+        console.Error.WriteLine($"megamoe: {string.Join(" ", messages)} Run '{command} --help' for usage.");
     }
 }

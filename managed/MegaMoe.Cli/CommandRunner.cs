@@ -74,6 +74,7 @@ internal static class CommandRunner
         SafetensorsFormatException or InvalidDataException => (e.Message, "data", ExitCodes.DataError),
         FileNotFoundException or DirectoryNotFoundException => (e.Message, "data", ExitCodes.DataError),
         DllNotFoundException => ($"cannot load the MegaMoe native library: {e.Message}", "native-library", ExitCodes.NativeLibrary),
+        OutOfMemoryException => ($"out of host memory: {e.Message}", "error", ExitCodes.Error),
         IOException or UnauthorizedAccessException => (e.Message, "error", ExitCodes.Error),
         _ => ($"unexpected error (please report it): {e}", "error", ExitCodes.Error),
     };

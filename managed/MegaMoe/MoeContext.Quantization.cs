@@ -24,6 +24,31 @@ public sealed partial class MoeContext
         NativeMethods.megamoe_quantize_activations(Handle, &tx, &tq, &ts, (uint)options, stream).ThrowIfFailed();
     }
 
+    /// <summary>
+    /// Quantizes activations exactly as <see cref="QuantizeActivations"/> does, and adds to
+    /// <paramref name="nonfiniteRows"/> the number of rows of <paramref name="x"/> that hold a NaN or an infinity, on
+    /// the device, so that a server can check its inputs without waiting for the stream (read the count when it reads
+    /// the results). Non-finite input is quantized as docs/NUMERICS.md section 2 says, never refused.
+    /// </summary>
+    /// <param name="x">[M, K] <see cref="DataType.BFloat16"/> or <see cref="DataType.Float32"/>.</param>
+    /// <param name="q">[M, K] <see cref="DataType.Float8E4M3"/> output.</param>
+    /// <param name="scales">[M, ceil(K/128)] <see cref="DataType.Float32"/> output.</param>
+    /// <param name="nonfiniteRows">
+    /// [1] <see cref="DataType.Int32"/> on this context, incremented (wrapping at 2^32) by the count.
+    /// </param>
+    /// <param name="options">Scale rounding.</param>
+    /// <param name="stream">The CUDA stream the work is enqueued on; 0 is the legacy default stream.</param>
+    /// <exception cref="MegaMoeInvalidArgumentException">A tensor has the wrong type, shape or device, or the count overlaps another argument.</exception>
+    public unsafe void QuantizeActivationsChecked(
+        DeviceTensor x, DeviceTensor q, DeviceTensor scales, DeviceTensor nonfiniteRows,
+        QuantizationOptions options = QuantizationOptions.None, nint stream = default)
+    {
+        MegaMoeTensor tx = TensorArgs.Required(x), tq = TensorArgs.Required(q), ts = TensorArgs.Required(scales);
+        MegaMoeTensor tn = TensorArgs.Required(nonfiniteRows);
+        using var lease = new TensorLease(x, q, scales, nonfiniteRows);
+        NativeMethods.megamoe_quantize_activations_checked(Handle, &tx, &tq, &ts, (uint)options, &tn, stream).ThrowIfFailed();
+    }
+
     /// <summary>Dequantizes activations: <paramref name="output"/> = q * sf, rounded once.</summary>
     /// <param name="q">[M, K] <see cref="DataType.Float8E4M3"/>.</param>
     /// <param name="scales">[M, ceil(K/128)] <see cref="DataType.Float32"/>.</param>

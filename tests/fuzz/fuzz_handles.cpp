@@ -1,7 +1,8 @@
 // Fuzz target: handles and the small entry points. An input is a sequence of operations on a few
 // contexts and buffers: create and destroy them in any order (a context destroyed while its buffers
 // live), query them, copy to and from buffers with fuzzed offsets and sizes, pass handles of the
-// wrong kind, and call the version, status and struct-size functions with arbitrary values.
+// wrong kind and handles already destroyed, and call the version, status and struct-size functions
+// with arbitrary values.
 #include <array>
 #include <cstring>
 #include <limits>
@@ -22,6 +23,20 @@ struct World {
   std::array<megamoe_context_t, 3> contexts{};
   std::array<megamoe_buffer_t, 4> buffers{};
   std::array<int64_t, 4> sizes{};
+  // The last handles destroyed: passing them again must be rejected, never a use after free.
+  megamoe_context_t stale_context = nullptr;
+  megamoe_buffer_t stale_buffer = nullptr;
+
+  void retire_context(size_t slot) {
+    if (megamoe_context_destroy(contexts[slot]) != MEGAMOE_SUCCESS) fail("megamoe_context_destroy failed on a live context");
+    if (contexts[slot] != nullptr) stale_context = contexts[slot];
+    contexts[slot] = nullptr;
+  }
+  void retire_buffer(size_t slot) {
+    if (megamoe_buffer_destroy(buffers[slot]) != MEGAMOE_SUCCESS) fail("megamoe_buffer_destroy failed on a live buffer");
+    if (buffers[slot] != nullptr) stale_buffer = buffers[slot];
+    buffers[slot] = nullptr;
+  }
 
   ~World() {
     for (megamoe_buffer_t b : buffers) {
@@ -33,7 +48,7 @@ struct World {
   }
 };
 
-// A slot's context, or (sometimes) a handle of another kind, which must be rejected.
+// A slot's context, or (sometimes) a handle of another kind or a destroyed one, which must be rejected.
 megamoe_context_t context_in(FuzzInput& in, World& w, bool& live) {
   const uint8_t r = in.byte();
   const megamoe_context_t c = w.contexts[r % w.contexts.size()];
@@ -41,6 +56,10 @@ megamoe_context_t context_in(FuzzInput& in, World& w, bool& live) {
   if (r >= 252) {
     live = false;
     return reinterpret_cast<megamoe_context_t>(w.buffers[r % w.buffers.size()]);
+  }
+  if (r >= 248) {
+    live = false;
+    return w.stale_context;
   }
   return c;
 }
@@ -62,7 +81,7 @@ void create_context(FuzzInput& in, World& w) {
   }
   // One worker: the fuzzer runs one input at a time, and thread start-up would dominate it.
   if (megamoe_context_set_num_threads(c, 1) != MEGAMOE_SUCCESS) fail("set_num_threads(1) failed");
-  megamoe_context_destroy(w.contexts[slot]);
+  w.retire_context(slot);
   w.contexts[slot] = c;
 }
 
@@ -110,8 +129,10 @@ void context_queries(FuzzInput& in, World& w) {
     }
     default: {
       const size_t slot = in.byte() % w.contexts.size();
+      const megamoe_context_t doomed = w.contexts[slot];
       Call call(in, "megamoe_context_destroy");  // live buffers keep the backend alive
-      call.run([&] { return megamoe_context_destroy(w.contexts[slot]); }, true);
+      call.run([&] { return megamoe_context_destroy(doomed); }, true);
+      if (doomed != nullptr) w.stale_context = doomed;
       w.contexts[slot] = nullptr;
       break;
     }
@@ -133,7 +154,7 @@ void create_buffer(FuzzInput& in, World& w) {
     if (b != nullptr) fail("megamoe_buffer_create failed but wrote out_buffer");
     return;
   }
-  megamoe_buffer_destroy(w.buffers[slot]);
+  w.retire_buffer(slot);
   w.buffers[slot] = b;
   w.sizes[slot] = size;
 }
@@ -145,9 +166,11 @@ int64_t read_offset(FuzzInput& in, int64_t size) {
 void buffer_ops(FuzzInput& in, World& w) {
   const size_t slot = buffer_slot(in, w);
   const uint8_t r = in.byte();
-  // A wrong-kind handle (a context) now and then; it must be rejected.
-  megamoe_buffer_t b = r >= 250 ? reinterpret_cast<megamoe_buffer_t>(w.contexts[0]) : w.buffers[slot];
-  const bool live = r < 250 && b != nullptr;
+  // A wrong-kind handle (a context) or a destroyed buffer now and then; it must be rejected.
+  megamoe_buffer_t b = r >= 250 ? reinterpret_cast<megamoe_buffer_t>(w.contexts[0])
+                       : r >= 245 ? w.stale_buffer
+                                  : w.buffers[slot];
+  const bool live = r < 245 && b != nullptr;
   const int64_t capacity = live ? w.sizes[slot] : 0;
   const int64_t offset = read_offset(in, capacity);
   const int64_t size = read_offset(in, capacity);
@@ -211,8 +234,10 @@ void buffer_ops(FuzzInput& in, World& w) {
 
 void destroy_buffer(FuzzInput& in, World& w) {
   const size_t slot = buffer_slot(in, w);
+  const megamoe_buffer_t doomed = w.buffers[slot];
   Call call(in, "megamoe_buffer_destroy");
-  call.run([&] { return megamoe_buffer_destroy(w.buffers[slot]); }, true);
+  call.run([&] { return megamoe_buffer_destroy(doomed); }, true);
+  if (doomed != nullptr) w.stale_buffer = doomed;
   w.buffers[slot] = nullptr;
 }
 

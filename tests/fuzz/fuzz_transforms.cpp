@@ -1,6 +1,7 @@
-// Fuzz target: FP8 quantization and dequantization of activations and weights, and the gate/up
-// interleave, with small shapes, mutated descriptors and flags, and inputs holding NaN, infinities
-// and raw bit patterns.
+// Fuzz target: FP8 quantization (plain and checked) and dequantization of activations and weights,
+// and the gate/up interleave, with small shapes, mutated descriptors and flags, and inputs holding
+// NaN, infinities and raw bit patterns.
+#include <cstring>
 #include <limits>
 
 #include "harness.h"
@@ -25,20 +26,58 @@ uint32_t read_flags(FuzzInput& in, bool& valid) {
   return flags;
 }
 
+// Rows of x [m, k] (BF16 or FP32 bits) that hold a NaN or an infinity.
+int32_t nonfinite_rows_of(const megamoe_tensor_t& x, int64_t m, int64_t k) {
+  int32_t rows = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    bool found = false;
+    for (int64_t c = 0; c < k; ++c) {
+      uint32_t bits = 0;
+      if (x.dtype == MEGAMOE_DTYPE_BF16) {
+        uint16_t h;
+        std::memcpy(&h, static_cast<const char*>(x.data) + 2 * (r * k + c), 2);
+        bits = uint32_t{h} << 16;
+      } else {
+        std::memcpy(&bits, static_cast<const char*>(x.data) + 4 * (r * k + c), 4);
+      }
+      found = found || (bits & 0x7F800000u) == 0x7F800000u;
+    }
+    rows += found ? 1 : 0;
+  }
+  return rows;
+}
+
 void activations(FuzzInput& in, bool quantize) {
   const int64_t m = in.pick<int64_t>({2, 0, 1, 5}), k = read_extent(in);
   const auto wide = in.pick<megamoe_dtype_t>({MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32});
   bool flags_valid = true;
   const uint32_t flags = quantize ? read_flags(in, flags_valid) : 0u;
+  // Now and then the checked quantizer, with or without its counter.
+  const bool checked = quantize && in.byte() % 4 == 3;
   bool good_context = false;
   megamoe_context_t context = context_argument(in, shared_context(), good_context);
-  Call call(in, quantize ? "megamoe_quantize_activations" : "megamoe_dequantize_activations");
+  Call call(in, checked ? "megamoe_quantize_activations_checked"
+                : quantize ? "megamoe_quantize_activations"
+                           : "megamoe_dequantize_activations");
   const auto* x = call.tensor(wide, {m, k}, quantize ? kIn : kOut);
   const auto* q = call.tensor(kFp8, {m, k}, quantize ? kOut : kIn);
   const auto* scales = call.tensor(kF32, {m, blocks(k)}, quantize ? kOut : kIn);
+  const auto* nonfinite = checked ? call.optional_tensor(MEGAMOE_DTYPE_INT32, {1}, kOut) : nullptr;
   void* stream = stream_argument(in);
   const bool valid = good_context && flags_valid && !call.mutated();
-  if (quantize) {
+  if (checked) {
+    int32_t before = 0;
+    if (nonfinite != nullptr && nonfinite->data != nullptr) std::memcpy(&before, nonfinite->data, 4);
+    const megamoe_status_t status = call.run(
+        [&] { return megamoe_quantize_activations_checked(context, x, q, scales, flags, nonfinite, stream); }, valid);
+    if (status == MEGAMOE_SUCCESS && valid && nonfinite != nullptr) {
+      int32_t after = 0;
+      std::memcpy(&after, nonfinite->data, 4);
+      const int32_t want = static_cast<int32_t>(static_cast<uint32_t>(before) +
+                                                static_cast<uint32_t>(nonfinite_rows_of(*x, m, k)));
+      if (after != want) fail("megamoe_quantize_activations_checked counted the non-finite rows wrongly");
+    }
+  } else if (quantize) {
     call.run([&] { return megamoe_quantize_activations(context, x, q, scales, flags, stream); }, valid);
   } else {
     call.run([&] { return megamoe_dequantize_activations(context, q, scales, x, stream); }, valid);

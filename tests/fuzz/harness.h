@@ -32,7 +32,7 @@ namespace fuzz {
 megamoe_context_t shared_context();
 
 // The context argument of a call: usually `good`, sometimes NULL, a block of zeros or a live handle
-// of another kind (each must be rejected, never dereferenced past its magic number).
+// of another kind (each must be rejected without being dereferenced).
 megamoe_context_t context_argument(FuzzInput& in, megamoe_context_t good, bool& is_good);
 
 // The stream argument: NULL or an arbitrary value, which the CPU backend must ignore.

@@ -1,9 +1,12 @@
 // The thread-safety contract of docs/API.md ("Threads and streams"): contexts and stateless
-// operations may be used from many threads at once; a MoE layer serializes concurrent forwards.
+// operations may be used from many threads at once; a MoE layer serializes concurrent forwards; the
+// handle registry serves threads creating and destroying handles. CI also runs these under
+// ThreadSanitizer (the tsan preset).
 // Every thread's result must be bitwise what the same call gives when run alone.
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -92,15 +95,7 @@ TEST(Concurrency, OneLayerSharedByThreadsGivesTheBitsOfARunAlone) {
   const auto s13 = mmt::random_scales(rng, E * (2 * I / 128) * (H / 128), -6, -3);
   const auto w2 = mmt::random_fp8(rng, E * H * I);
   const auto s2 = mmt::random_scales(rng, E * (H / 128) * (I / 128), -6, -3);
-  megamoe_moe_config_t config{};
-  config.struct_size = sizeof config;
-  config.num_experts = E;
-  config.top_k = K;
-  config.hidden = H;
-  config.intermediate = I;
-  config.max_tokens = T;
-  config.activation_alpha = 1.0f;
-  config.routed_scaling_factor = 1.0f;
+  const megamoe_moe_config_t config = mmt::moe_config(E, K, H, I, T);
   const auto t13 = mmt::make_tensor(w13.data(), MEGAMOE_DTYPE_FP8_E4M3, {E, 2 * I, H});
   const auto ts13 = mmt::make_tensor(s13.data(), MEGAMOE_DTYPE_FP32, {E, 2 * I / 128, H / 128});
   const auto t2 = mmt::make_tensor(w2.data(), MEGAMOE_DTYPE_FP8_E4M3, {E, H, I});
@@ -145,6 +140,38 @@ TEST(Concurrency, OneLayerSharedByThreadsGivesTheBitsOfARunAlone) {
   });
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(verdicts[static_cast<size_t>(t)], "") << "thread " << t;
   EXPECT_EQ(megamoe_moe_layer_destroy(layer), MEGAMOE_SUCCESS);
+}
+
+// The handle registry under contention: threads create, use and destroy buffers on one context while
+// the others do the same, and each sees its own destroyed handles rejected with its own last error.
+TEST(Concurrency, HandlesCreatedUsedAndDestroyedOnManyThreads) {
+  mmt::ScopedContext ctx;
+  const int64_t live = megamoe_live_object_count();
+  const auto verdicts = mmt::on_threads(kThreads, [&](int t) -> std::string {
+    std::vector<megamoe_buffer_t> destroyed;
+    for (int i = 0; i < 200; ++i) {
+      megamoe_buffer_t buf = nullptr;
+      if (megamoe_buffer_create(ctx, 64, &buf) != MEGAMOE_SUCCESS) return mmt::last_error();
+      uint8_t bytes[64], back[64] = {};
+      for (int j = 0; j < 64; ++j) bytes[j] = static_cast<uint8_t>(t * 64 + i + j);
+      if (megamoe_buffer_write(buf, 0, bytes, 64, nullptr) != MEGAMOE_SUCCESS ||
+          megamoe_buffer_read(buf, 0, back, 64, nullptr) != MEGAMOE_SUCCESS) {
+        return mmt::last_error();
+      }
+      if (std::memcmp(bytes, back, 64) != 0) return "a buffer returned another thread's bytes";
+      if (megamoe_buffer_destroy(buf) != MEGAMOE_SUCCESS) return mmt::last_error();
+      destroyed.push_back(buf);
+      int64_t size = 0;
+      const megamoe_buffer_t stale = destroyed[static_cast<size_t>(i / 2)];
+      if (megamoe_buffer_get_size(stale, &size) != MEGAMOE_ERROR_INVALID_ARGUMENT) return "a stale handle was accepted";
+      if (!mmt::contains(mmt::last_error(), "megamoe_buffer_get_size: argument 'buffer': handle is not a live")) {
+        return "unexpected last error: " + mmt::last_error();
+      }
+    }
+    return "";
+  });
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(verdicts[static_cast<size_t>(t)], "") << "thread " << t;
+  EXPECT_EQ(megamoe_live_object_count(), live);
 }
 
 }  // namespace

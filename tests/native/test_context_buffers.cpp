@@ -1,9 +1,11 @@
 // Contexts, backends, device info, worker threads and buffers.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -384,6 +386,55 @@ TEST(Buffer, InvalidArguments) {
   EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
 }
 
+// A CPU buffer's own memory as the host side of a copy: memcpy on overlapping memory (undefined, and an
+// ASan report) before it was rejected.
+TEST(Buffer, HostMemoryInsideTheBufferIsRejectedAndNothingIsCopied) {
+  mmt::ScopedContext ctx;
+  const int64_t size = 256;
+  megamoe_buffer_t buf = nullptr, other = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, size, &buf), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_create(ctx, size, &other), MEGAMOE_SUCCESS);
+  void* data = nullptr;
+  void* other_data = nullptr;
+  int32_t type = 0, id = 0;
+  ASSERT_EQ(megamoe_buffer_get_data(buf, &data, &type, &id), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_get_data(other, &other_data, &type, &id), MEGAMOE_SUCCESS);
+  auto* bytes = static_cast<uint8_t*>(data);
+  for (int64_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(i);
+  const std::vector<uint8_t> before(bytes, bytes + size);
+
+  struct Overlap {
+    int64_t host_offset, buffer_offset, bytes;
+  };
+  // The same range, a shifted one each way, and one that only touches the buffer's last byte.
+  for (const Overlap& o : {Overlap{0, 0, size}, Overlap{10, 0, 64}, Overlap{0, 10, 64}, Overlap{size - 1, 0, 1}}) {
+    SCOPED_TRACE("host at +" + std::to_string(o.host_offset) + ", buffer offset " + std::to_string(o.buffer_offset) +
+                 ", " + std::to_string(o.bytes) + " bytes");
+    EXPECT_EQ(megamoe_buffer_write(buf, o.buffer_offset, bytes + o.host_offset, o.bytes, nullptr),
+              MEGAMOE_ERROR_INVALID_ARGUMENT);
+    const std::string write_error = last_error();
+    EXPECT_TRUE(contains(write_error, "megamoe_buffer_write: argument 'host'")) << write_error;
+    EXPECT_TRUE(contains(write_error, "overlaps the buffer's own memory")) << write_error;
+    EXPECT_EQ(megamoe_buffer_read(buf, o.buffer_offset, bytes + o.host_offset, o.bytes, nullptr),
+              MEGAMOE_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(contains(last_error(), "megamoe_buffer_read: argument 'host'")) << last_error();
+    EXPECT_TRUE(std::equal(before.begin(), before.end(), bytes)) << "a rejected copy changed the buffer";
+  }
+  // Both ranges are in the message.
+  EXPECT_EQ(megamoe_buffer_write(buf, 0, bytes + 16, 32, nullptr), MEGAMOE_ERROR_INVALID_ARGUMENT);
+  std::ostringstream host_range, buffer_range;
+  host_range << "[" << static_cast<void*>(bytes + 16) << ", " << static_cast<void*>(bytes + 16) << " + 32)";
+  buffer_range << "[" << data << ", " << data << " + " << size << ")";
+  EXPECT_TRUE(contains(last_error(), host_range.str())) << last_error();
+  EXPECT_TRUE(contains(last_error(), buffer_range.str())) << last_error();
+
+  // Another buffer's memory is host memory like any other on the CPU backend.
+  EXPECT_EQ(megamoe_buffer_write(buf, 0, other_data, size, nullptr), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_EQ(megamoe_buffer_read(buf, 0, other_data, size, nullptr), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_EQ(megamoe_buffer_destroy(other), MEGAMOE_SUCCESS);
+  EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 #define MMT_ASAN 1
 #elif defined(__has_feature)
@@ -449,32 +500,35 @@ TEST(Buffer, BufferMemoryServesAsTensorStorage) {
 // ------------------------------------------------------------------------------------------------
 // Lifetime: children keep their context alive.
 // ------------------------------------------------------------------------------------------------
+// One live handle of each kind: a CPU context, a 128-byte buffer, a routed plan (T <= 2, top-1 of one
+// expert, N = K = 128) and a one-expert layer (H = I = 128, max_tokens 2) of identity-like BF16 weights,
+// enough to run a forward.
+struct OneOfEach {
+  megamoe_context_t ctx = nullptr;
+  megamoe_buffer_t buf = nullptr;
+  megamoe_routed_plan_t plan = nullptr;
+  megamoe_moe_layer_t layer = nullptr;
+};
+
+void create_one_of_each(OneOfEach& h) {
+  ASSERT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &h.ctx), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_create(h.ctx, 128, &h.buf), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_routed_plan_create(h.ctx, 2, 1, 1, 128, 128, 0, &h.plan), MEGAMOE_SUCCESS) << last_error();
+  HostVec<uint16_t> w13(2 * 128 * 128, 0x3F80), w2(128 * 128, 0x3C00);
+  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 256, 128});
+  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, 128, 128});
+  const megamoe_moe_config_t cfg = mmt::moe_config(1, 1, 128, 128, 2);
+  ASSERT_EQ(megamoe_moe_layer_create(h.ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &h.layer),
+            MEGAMOE_SUCCESS)
+      << last_error();
+}
+
 TEST(Lifetime, DestroyingContextWithLiveChildrenIsSafe) {
   const int64_t base = megamoe_live_object_count();
-  megamoe_context_t ctx = nullptr;
-  ASSERT_EQ(megamoe_context_create(MEGAMOE_BACKEND_CPU, 0, &ctx), MEGAMOE_SUCCESS);
-  megamoe_buffer_t buf = nullptr;
-  ASSERT_EQ(megamoe_buffer_create(ctx, 128, &buf), MEGAMOE_SUCCESS);
-  megamoe_routed_plan_t plan = nullptr;
-  ASSERT_EQ(megamoe_routed_plan_create(ctx, 2, 1, 1, 128, 128, 0, &plan), MEGAMOE_SUCCESS) << last_error();
-
-  // A one-expert layer with identity-like BF16 weights is enough to run a forward.
-  const int64_t H = 128, I = 128;
-  HostVec<uint16_t> w13(static_cast<std::size_t>(2 * I * H), 0x3F80), w2(static_cast<std::size_t>(H * I), 0x3C00);
-  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 2 * I, H});
-  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, H, I});
-  megamoe_moe_config_t cfg{};
-  cfg.struct_size = sizeof cfg;
-  cfg.num_experts = 1;
-  cfg.top_k = 1;
-  cfg.hidden = H;
-  cfg.intermediate = I;
-  cfg.max_tokens = 2;
-  cfg.activation_alpha = 1.0f;
-  cfg.routed_scaling_factor = 1.0f;
-  megamoe_moe_layer_t layer = nullptr;
-  ASSERT_EQ(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &layer), MEGAMOE_SUCCESS)
-      << last_error();
+  OneOfEach h;
+  ASSERT_NO_FATAL_FAILURE(create_one_of_each(h));
+  const auto [ctx, buf, plan, layer] = h;
+  const int64_t H = 128;
   ASSERT_EQ(megamoe_live_object_count(), base + 4);
 
   EXPECT_EQ(megamoe_context_destroy(ctx), MEGAMOE_SUCCESS);
@@ -518,6 +572,137 @@ TEST(Lifetime, DestroyingContextWithLiveChildrenIsSafe) {
   EXPECT_EQ(megamoe_routed_plan_destroy(plan), MEGAMOE_SUCCESS);
   EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
   EXPECT_EQ(megamoe_live_object_count(), base);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stale, forged and wrong-kind handles: rejected without being dereferenced (under ASan, a handle
+// used after its destroy was a heap-use-after-free while handles were checked through their memory).
+// ------------------------------------------------------------------------------------------------
+void expect_not_live(megamoe_status_t status, const std::string& argument, const std::string& kind) {
+  EXPECT_EQ(status, MEGAMOE_ERROR_INVALID_ARGUMENT) << megamoe_status_string(status);
+  EXPECT_TRUE(contains(last_error(), "argument '" + argument + "': handle is not a live " + kind)) << last_error();
+}
+
+TEST(Lifetime, EveryHandleKindUsedAfterDestroyIsRejected) {
+  const int64_t base = megamoe_live_object_count();
+  OneOfEach h;
+  ASSERT_NO_FATAL_FAILURE(create_one_of_each(h));
+  const auto [ctx, buf, plan, layer] = h;
+  ASSERT_EQ(megamoe_moe_layer_destroy(layer), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_routed_plan_destroy(plan), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_context_destroy(ctx), MEGAMOE_SUCCESS);
+  ASSERT_EQ(megamoe_live_object_count(), base);
+
+  // Valid arguments everywhere, so that only the handle is wrong.
+  HostVec<uint16_t> w13(2 * 128 * 128, 0x3F80), w2(128 * 128, 0x3C00);
+  const auto w13_t = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 256, 128});
+  const auto w2_t = make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {1, 128, 128});
+  const megamoe_moe_config_t cfg = mmt::moe_config(1, 1, 128, 128, 1);
+  HostVec<float> x(128, 1.0f), scales(1, 1.0f);
+  HostVec<uint8_t> q(128);
+  HostVec<uint16_t> y(128);
+  HostVec<int32_t> idx(1, 0);
+  const auto xt = make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 128});
+  const auto qt = make_tensor(q.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 128});
+  const auto st = make_tensor(scales.data(), MEGAMOE_DTYPE_FP32, {1, 1});
+  const auto bt = make_tensor(w2.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 128, 128});
+  const auto it = make_tensor(idx.data(), MEGAMOE_DTYPE_INT32, {1, 1});
+  const auto wt = make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 1});
+  const auto dt = make_tensor(y.data(), MEGAMOE_DTYPE_BF16, {1, 1, 128});
+  const auto yt = make_tensor(y.data(), MEGAMOE_DTYPE_BF16, {1, 128});
+  const auto xb = make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {1, 128});
+
+  const std::string c = "megamoe_context_t", b = "megamoe_buffer_t", p = "megamoe_routed_plan_t",
+                    l = "megamoe_moe_layer_t";
+  megamoe_backend_t backend = MEGAMOE_BACKEND_BEST;
+  expect_not_live(megamoe_context_get_backend(ctx, &backend), "context", c);
+  EXPECT_EQ(backend, MEGAMOE_BACKEND_BEST);
+  expect_not_live(megamoe_context_set_num_threads(ctx, 1), "context", c);
+  megamoe_device_info_t info{};
+  info.struct_size = sizeof info;
+  expect_not_live(megamoe_context_get_device_info(ctx, &info), "context", c);
+  expect_not_live(megamoe_context_synchronize(ctx, nullptr), "context", c);
+  megamoe_buffer_t new_buf = nullptr;
+  expect_not_live(megamoe_buffer_create(ctx, 16, &new_buf), "context", c);
+  EXPECT_EQ(new_buf, nullptr);
+  megamoe_routed_plan_t new_plan = nullptr;
+  expect_not_live(megamoe_routed_plan_create(ctx, 1, 1, 1, 128, 128, 0, &new_plan), "context", c);
+  megamoe_moe_layer_t new_layer = nullptr;
+  expect_not_live(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &new_layer),
+                  "context", c);
+  expect_not_live(megamoe_quantize_activations(ctx, &xt, &qt, &st, 0, nullptr), "context", c);
+  expect_not_live(megamoe_gemm_dense(ctx, &qt, &st, &qt, &st, &yt, nullptr), "context", c);
+  expect_not_live(megamoe_context_destroy(ctx), "context", c);
+
+  void* data = nullptr;
+  int32_t type = 0, id = 0;
+  int64_t size = -1;
+  uint8_t host[16] = {};
+  expect_not_live(megamoe_buffer_get_data(buf, &data, &type, &id), "buffer", b);
+  expect_not_live(megamoe_buffer_get_size(buf, &size), "buffer", b);
+  EXPECT_EQ(size, -1);
+  expect_not_live(megamoe_buffer_write(buf, 0, host, 16, nullptr), "buffer", b);
+  expect_not_live(megamoe_buffer_read(buf, 0, host, 16, nullptr), "buffer", b);
+  expect_not_live(megamoe_buffer_fill(buf, 0, 16, 0, nullptr), "buffer", b);
+  expect_not_live(megamoe_buffer_destroy(buf), "buffer", b);
+
+  expect_not_live(megamoe_gemm_routed(plan, &qt, &st, &bt, &st, &it, nullptr, nullptr, &dt, nullptr), "plan", p);
+  expect_not_live(megamoe_routed_plan_destroy(plan), "plan", p);
+
+  int64_t workspace = -1;
+  expect_not_live(megamoe_moe_layer_get_workspace_size(layer, &workspace), "layer", l);
+  EXPECT_EQ(workspace, -1);
+  expect_not_live(megamoe_moe_layer_forward(layer, &xb, nullptr, &it, &wt, &yt, nullptr, nullptr, nullptr), "layer", l);
+  expect_not_live(megamoe_moe_layer_destroy(layer), "layer", l);
+  EXPECT_EQ(megamoe_live_object_count(), base);
+}
+
+TEST(Lifetime, AHandleOfAnotherKindOrAForgedOneIsRejected) {
+  mmt::ScopedContext ctx;
+  megamoe_buffer_t buf = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, 64, &buf), MEGAMOE_SUCCESS);
+  megamoe_backend_t backend = MEGAMOE_BACKEND_BEST;
+  expect_not_live(megamoe_context_get_backend(reinterpret_cast<megamoe_context_t>(buf), &backend), "context",
+                  "megamoe_context_t");
+  EXPECT_TRUE(contains(last_error(), "it is a megamoe_buffer_t")) << last_error();
+  int64_t size = -1;
+  expect_not_live(megamoe_buffer_get_size(reinterpret_cast<megamoe_buffer_t>(ctx.get()), &size), "buffer",
+                  "megamoe_buffer_t");
+  EXPECT_TRUE(contains(last_error(), "it is a megamoe_context_t")) << last_error();
+  expect_not_live(megamoe_moe_layer_destroy(reinterpret_cast<megamoe_moe_layer_t>(buf)), "layer", "megamoe_moe_layer_t");
+
+  // Memory that merely looks like an object, or a pointer to the buffer's data, is no handle.
+  alignas(64) static unsigned char zeros[256] = {};
+  void* data = nullptr;
+  int32_t type = 0, id = 0;
+  ASSERT_EQ(megamoe_buffer_get_data(buf, &data, &type, &id), MEGAMOE_SUCCESS);
+  expect_not_live(megamoe_context_synchronize(reinterpret_cast<megamoe_context_t>(zeros), nullptr), "context",
+                  "megamoe_context_t");
+  expect_not_live(megamoe_buffer_get_size(static_cast<megamoe_buffer_t>(data), &size), "buffer", "megamoe_buffer_t");
+  expect_not_live(megamoe_buffer_get_size(kSentinelBuffer, &size), "buffer", "megamoe_buffer_t");
+  EXPECT_EQ(size, -1);
+  EXPECT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+}
+
+// Handle values are never reused, so a stale handle cannot come to name a newer object.
+TEST(Lifetime, AStaleHandleNeverNamesANewerObject) {
+  mmt::ScopedContext ctx;
+  std::vector<megamoe_buffer_t> destroyed;
+  for (int i = 0; i < 64; ++i) {
+    megamoe_buffer_t buf = nullptr;
+    ASSERT_EQ(megamoe_buffer_create(ctx, 64, &buf), MEGAMOE_SUCCESS);
+    for (megamoe_buffer_t old : destroyed) ASSERT_NE(buf, old) << "a destroyed handle's value was given out again";
+    ASSERT_EQ(megamoe_buffer_destroy(buf), MEGAMOE_SUCCESS);
+    destroyed.push_back(buf);
+  }
+  megamoe_buffer_t live = nullptr;
+  ASSERT_EQ(megamoe_buffer_create(ctx, 64, &live), MEGAMOE_SUCCESS);
+  for (megamoe_buffer_t old : destroyed) {
+    int64_t size = -1;
+    expect_not_live(megamoe_buffer_get_size(old, &size), "buffer", "megamoe_buffer_t");
+  }
+  EXPECT_EQ(megamoe_buffer_destroy(live), MEGAMOE_SUCCESS);
 }
 
 }  // namespace

@@ -146,6 +146,22 @@ INSTANTIATE_TEST_SUITE_P(All, MoeRouting,
                                                               Routing::Duplicates, Routing::AllDropped),
                                             ::testing::Values(int64_t{1}, int64_t{7}, int64_t{64})));
 
+// top_k may exceed the number of experts (megamoe.h): a token then names some expert in several slots,
+// and each slot is its own term of the sum, with its own weight.
+TEST(MoeLayer, TopKLargerThanTheExpertCountIsAccepted) {
+  const uint64_t seed = mmt::fresh_seed();
+  MMT_SEED_TRACE(seed);
+  mmt::Rng rng(seed);
+  mmt::ScopedContext ctx;
+  const MoeProblem p = mmt::make_moe_problem(rng, 2, 5, 256, 128, 16);
+  Layer layer;
+  ASSERT_EQ(create_layer(ctx, p, WeightMode::Bf16, false, layer), MEGAMOE_SUCCESS) << last_error();
+  const MoeBatch b = mmt::make_moe_batch(rng, p, 9, Routing::Uniform);
+  GuardedOut<uint16_t> y(9 * p.cfg.H);
+  ASSERT_EQ(forward(layer.get(), p, b, y.data(), ForwardOptions()), MEGAMOE_SUCCESS) << last_error();
+  expect_matches_reference(p, b, y.data());
+}
+
 TEST(MoeLayer, ZeroTokensDoesNothing) {
   const uint64_t seed = mmt::fresh_seed();
   MMT_SEED_TRACE(seed);

@@ -4,6 +4,7 @@
 #include <limits>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/test_support.h"
@@ -202,6 +203,109 @@ TEST(QuantizeActivationsSpecial, ZeroRowsIsANoOp) {
     auto ot = make_tensor(null_data ? nullptr : x.data(), MEGAMOE_DTYPE_FP32, {0, 256});
     EXPECT_EQ(megamoe_dequantize_activations(ctx, &qt, &st, &ot, nullptr), MEGAMOE_SUCCESS) << last_error();
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The checked quantizer: the plain quantizer's bits, plus a count of the rows holding NaN or +-Inf.
+// ------------------------------------------------------------------------------------------------
+struct CheckedRun {
+  HostVec<uint8_t> q;
+  HostVec<float> s;
+  int32_t count;
+};
+
+// megamoe_quantize_activations_checked on x [M, K] of `dtype`, the counter starting at `start`.
+CheckedRun run_checked(megamoe_context_t ctx, const void* x, megamoe_dtype_t dtype, int64_t M, int64_t K,
+                       int32_t start, uint32_t flags = 0) {
+  CheckedRun r{HostVec<uint8_t>(static_cast<std::size_t>(M * K)), HostVec<float>(static_cast<std::size_t>(M * cdiv(K, 128))),
+               start};
+  HostVec<int32_t> count(1, start);
+  const auto xt = make_tensor(x, dtype, {M, K});
+  const auto qt = make_tensor(r.q.data(), MEGAMOE_DTYPE_FP8_E4M3, {M, K});
+  const auto st = make_tensor(r.s.data(), MEGAMOE_DTYPE_FP32, {M, cdiv(K, 128)});
+  const auto ct = make_tensor(count.data(), MEGAMOE_DTYPE_INT32, {1});
+  EXPECT_EQ(megamoe_quantize_activations_checked(ctx, &xt, &qt, &st, flags, &ct, nullptr), MEGAMOE_SUCCESS)
+      << last_error();
+  r.count = count[0];
+  return r;
+}
+
+TEST(QuantizeActivationsChecked, CountsRowsWithNanOrInfinityAndWritesThePlainBits) {
+  const uint64_t seed = mmt::fresh_seed();
+  MMT_SEED_TRACE(seed);
+  mmt::Rng rng(seed);
+  mmt::ScopedContext ctx;
+  ASSERT_EQ(megamoe_context_set_num_threads(ctx, 3), MEGAMOE_SUCCESS);  // rows counted across workers
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()};
+  for (const auto& [M, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 128}, {67, 300}, {600, 256}, {5, 7}}) {
+    HostVec<float> x = interesting_values(rng, M, K);
+    int32_t want = 0;
+    for (int64_t r = 0; r < M; ++r) {
+      if (!rng.chance(0.4)) continue;
+      ++want;
+      for (int64_t n = rng.range(1, 3); n > 0; --n) {
+        x[static_cast<std::size_t>(r * K + rng.range(0, K - 1))] = specials[rng.range(0, 3)];
+      }
+    }
+    const HostVec<uint16_t> xb = mmt::to_bf16(x);
+    for (bool bf16 : {false, true}) {
+      SCOPED_TRACE(shape_name(M, K, false, bf16 ? "bf16" : "fp32"));
+      const void* data = bf16 ? static_cast<const void*>(xb.data()) : x.data();
+      const megamoe_dtype_t dtype = bf16 ? MEGAMOE_DTYPE_BF16 : MEGAMOE_DTYPE_FP32;
+      const CheckedRun got = run_checked(ctx, data, dtype, M, K, 7, MEGAMOE_QUANT_UE8M0_SCALES);
+      EXPECT_EQ(got.count, 7 + want);
+      HostVec<uint8_t> q(got.q.size());
+      HostVec<float> s(got.s.size());
+      const auto xt = make_tensor(data, dtype, {M, K});
+      const auto qt = make_tensor(q.data(), MEGAMOE_DTYPE_FP8_E4M3, {M, K});
+      const auto st = make_tensor(s.data(), MEGAMOE_DTYPE_FP32, {M, cdiv(K, 128)});
+      ASSERT_EQ(megamoe_quantize_activations(ctx, &xt, &qt, &st, MEGAMOE_QUANT_UE8M0_SCALES, nullptr), MEGAMOE_SUCCESS);
+      EXPECT_TRUE(mmt::bytes_equal(got.q.data(), q.data(), M * K));
+      EXPECT_TRUE(mmt::float_bits_equal(got.s.data(), s.data(), static_cast<int64_t>(s.size())));
+    }
+  }
+}
+
+TEST(QuantizeActivationsChecked, FiniteExtremesAreNotCountedAndTheCountWraps) {
+  mmt::ScopedContext ctx;
+  // Largest finite values, denormals and signed zeros are finite; BF16 0x7F80 is +Inf, 0x7F81 a NaN.
+  HostVec<float> finite = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                           std::numeric_limits<float>::denorm_min(), -0.0f};
+  EXPECT_EQ(run_checked(ctx, finite.data(), MEGAMOE_DTYPE_FP32, 1, 4, 0).count, 0);
+  HostVec<uint16_t> bf16 = {0x7F7F, 0xFF7F, 0x0001, 0x8000, 0x7F80, 0x0000, 0x0000, 0x0000,
+                            0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0x0000, 0xFF81};
+  EXPECT_EQ(run_checked(ctx, bf16.data(), MEGAMOE_DTYPE_BF16, 4, 4, 0).count, 2);
+  // The counter is 32-bit and wraps as the device's atomicAdd does.
+  EXPECT_EQ(run_checked(ctx, bf16.data(), MEGAMOE_DTYPE_BF16, 4, 4, std::numeric_limits<int32_t>::max()).count,
+            std::numeric_limits<int32_t>::min() + 1);
+}
+
+TEST(QuantizeActivationsChecked, NoCounterIsThePlainQuantizerAndNoRowsLeaveTheCountAlone) {
+  mmt::ScopedContext ctx;
+  HostVec<float> x(256, 2.0f);
+  x[3] = std::numeric_limits<float>::infinity();
+  HostVec<uint8_t> q(256), q_plain(256);
+  HostVec<float> s(2), s_plain(2);
+  const auto xt = make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 256});
+  const auto qt = make_tensor(q.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 256});
+  const auto st = make_tensor(s.data(), MEGAMOE_DTYPE_FP32, {1, 2});
+  const auto qpt = make_tensor(q_plain.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 256});
+  const auto spt = make_tensor(s_plain.data(), MEGAMOE_DTYPE_FP32, {1, 2});
+  ASSERT_EQ(megamoe_quantize_activations_checked(ctx, &xt, &qt, &st, 0, nullptr, nullptr), MEGAMOE_SUCCESS)
+      << last_error();
+  ASSERT_EQ(megamoe_quantize_activations(ctx, &xt, &qpt, &spt, 0, nullptr), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_TRUE(mmt::bytes_equal(q.data(), q_plain.data(), 256));
+  EXPECT_TRUE(mmt::float_bits_equal(s.data(), s_plain.data(), 2));
+
+  HostVec<int32_t> count(1, 41);
+  const auto ct = make_tensor(count.data(), MEGAMOE_DTYPE_INT32, {1});
+  const auto empty_x = make_tensor(nullptr, MEGAMOE_DTYPE_FP32, {0, 256});
+  const auto empty_q = make_tensor(nullptr, MEGAMOE_DTYPE_FP8_E4M3, {0, 256});
+  const auto empty_s = make_tensor(nullptr, MEGAMOE_DTYPE_FP32, {0, 2});
+  EXPECT_EQ(megamoe_quantize_activations_checked(ctx, &empty_x, &empty_q, &empty_s, 0, &ct, nullptr), MEGAMOE_SUCCESS)
+      << last_error();
+  EXPECT_EQ(count[0], 41);
 }
 
 // ------------------------------------------------------------------------------------------------

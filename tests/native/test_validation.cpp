@@ -351,6 +351,30 @@ TEST(Validation, StridesOfExtentOneDimensionsAndSixteenByteAlignmentAreAccepted)
   EXPECT_EQ(wq[0], 0x7E);
 }
 
+// A tensor on the right device type with the wrong device id: the message names device_id, the value
+// given and the one expected (it used to say "tensor is on the CPU but the context runs on the CPU").
+TEST(Validation, AWrongDeviceIdIsNamedWithTheExpectedValue) {
+  mmt::ScopedContext ctx;
+  HostVec<float> x(128, 1.0f), s(1);
+  HostVec<uint8_t> q(128);
+  auto xt = mmt::make_tensor(x.data(), MEGAMOE_DTYPE_FP32, {1, 128});
+  const auto qt = mmt::make_tensor(q.data(), MEGAMOE_DTYPE_FP8_E4M3, {1, 128});
+  const auto st = mmt::make_tensor(s.data(), MEGAMOE_DTYPE_FP32, {1, 1});
+  for (int32_t id : {99, -1, 1, std::numeric_limits<int32_t>::min()}) {
+    xt.device_id = id;
+    EXPECT_EQ(megamoe_quantize_activations(ctx, &xt, &qt, &st, 0, nullptr), MEGAMOE_ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(mmt::contains(last_error(), "argument 'x': device_id is " + std::to_string(id) +
+                                                "; expected 0 (the context runs on the CPU)"))
+        << last_error();
+  }
+  xt.device_id = 0;
+  xt.device_type = MEGAMOE_DEVICE_CUDA;
+  EXPECT_EQ(megamoe_quantize_activations(ctx, &xt, &qt, &st, 0, nullptr), MEGAMOE_ERROR_INVALID_ARGUMENT);
+  EXPECT_TRUE(mmt::contains(last_error(), "argument 'x': tensor is on CUDA device 0 (device_type 2) but the context "
+                                          "runs on the CPU; expected device_type 1 (CPU) and device_id 0"))
+      << last_error();
+}
+
 // ------------------------------------------------------------------------------------------------
 // 1. Quantization
 // ------------------------------------------------------------------------------------------------
@@ -373,6 +397,34 @@ TEST(Validation, QuantizeActivations) {
                           {"scales has fewer rows", [](Call& c) { c.reshape("scales", {2, 2}); }, {q("scales")}},
                           {"unknown flag 2", [](Call& c) { c.flags = 2; }, {q("flags")}},
                           {"unknown flag 0x80000000", [](Call& c) { c.flags = 0x80000000u; }, {q("flags")}},
+                      });
+}
+
+TEST(Validation, QuantizeActivationsChecked) {
+  EntryPoint ep;
+  ep.function = "quantize_activations_checked";
+  ep.build = [](Call& c) {
+    c.add("x", MEGAMOE_DTYPE_BF16, {3, 256}, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32});
+    c.add("q", MEGAMOE_DTYPE_FP8_E4M3, {3, 256}, {MEGAMOE_DTYPE_FP8_E4M3}, true);
+    c.add("scales", MEGAMOE_DTYPE_FP32, {3, 2}, {MEGAMOE_DTYPE_FP32}, true);
+    c.add("nonfinite_rows", MEGAMOE_DTYPE_INT32, {1}, {MEGAMOE_DTYPE_INT32}, true, true);
+  };
+  ep.invoke = [](Call& c) {
+    return megamoe_quantize_activations_checked(c.ctx, c.t("x"), c.t("q"), c.t("scales"), c.flags,
+                                                c.t("nonfinite_rows"), nullptr);
+  };
+  const auto alias = [](const char* other) {
+    return [other](Call& c) { c.arg("nonfinite_rows").desc.data = c.arg(other).desc.data; };
+  };
+  run_entry_point(ep, {
+                          {"NULL context", [](Call& c) { c.ctx = nullptr; }, {q("context")}},
+                          {"nonfinite_rows has 2 elements", [](Call& c) { c.reshape("nonfinite_rows", {2}); },
+                           {q("nonfinite_rows")}},
+                          {"nonfinite_rows is empty", [](Call& c) { c.reshape("nonfinite_rows", {0}); },
+                           {q("nonfinite_rows")}},
+                          {"nonfinite_rows aliases q", alias("q"), {q("nonfinite_rows"), q("q")}},
+                          {"nonfinite_rows aliases scales", alias("scales"), {q("nonfinite_rows"), q("scales")}},
+                          {"unknown flag 2", [](Call& c) { c.flags = 2; }, {q("flags")}},
                       });
 }
 
@@ -848,18 +900,7 @@ void build_layer_create(Call& c) {
   fill_fp8(c, "w2");
   c.add("w2_scales", MEGAMOE_DTYPE_FP32, {4, 1, 1}, {MEGAMOE_DTYPE_FP32});
   fill_f32(c, "w2_scales", 0.01f);
-  megamoe_moe_config_t& cfg = c.config;
-  cfg = megamoe_moe_config_t{};
-  cfg.struct_size = sizeof cfg;
-  cfg.num_experts = 4;
-  cfg.top_k = 2;
-  cfg.hidden = 128;
-  cfg.intermediate = 128;
-  cfg.max_tokens = 8;
-  cfg.activation_alpha = 1.0f;
-  cfg.activation_beta = 0.0f;
-  cfg.activation_clamp = 0.0f;
-  cfg.routed_scaling_factor = 1.0f;
+  c.config = mmt::moe_config(4, 2, 128, 128, 8);
 }
 
 TEST(Validation, MoeLayerCreate) {

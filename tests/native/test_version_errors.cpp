@@ -207,15 +207,7 @@ TEST(LiveObjects, CountsEveryKindAndReturnsToBaseline) {
   mmt::HostVec<uint16_t> w13(2 * 256 * 128), w2(2 * 128 * 128);
   const auto w13_t = mmt::make_tensor(w13.data(), MEGAMOE_DTYPE_BF16, {2, 256, 128});
   const auto w2_t = mmt::make_tensor(w2.data(), MEGAMOE_DTYPE_BF16, {2, 128, 128});
-  megamoe_moe_config_t cfg{};
-  cfg.struct_size = sizeof cfg;
-  cfg.num_experts = 2;
-  cfg.top_k = 1;
-  cfg.hidden = 128;
-  cfg.intermediate = 128;
-  cfg.max_tokens = 4;
-  cfg.activation_alpha = 1.0f;
-  cfg.routed_scaling_factor = 1.0f;
+  const megamoe_moe_config_t cfg = mmt::moe_config(2, 1, 128, 128, 4);
   megamoe_moe_layer_t layer = nullptr;
   ASSERT_EQ(megamoe_moe_layer_create(ctx, &cfg, &w13_t, nullptr, &w2_t, nullptr, nullptr, &layer), MEGAMOE_SUCCESS)
       << megamoe_last_error_message();

@@ -9,18 +9,17 @@ namespace MegaMoe.Cli.Bench;
 /// </summary>
 internal static class BenchPlot
 {
-    public static void Write(string path, BenchDocument document, (double Tflops, double Gbps)? peak)
+    /// <summary>Writes <see cref="Build"/>'s plot as a 1000 x 640 PNG.</summary>
+    public static void Write(string path, BenchDocument document, (double Tflops, double Gbps)? peak) =>
+        Build(document, peak).SavePng(path, 1000, 640);
+
+    /// <summary>The plot <see cref="Write"/> renders: title, axis labels with their units, a legend entry per line.</summary>
+    public static Plot Build(BenchDocument document, (double Tflops, double Gbps)? peak)
     {
         var plot = new Plot();
-        plot.Title($"MegaMoe MoE layer - {document.Card}");
-        plot.XLabel("arithmetic intensity (FLOP/byte)");
-        plot.YLabel("TFLOPS");
-
-        // Log axes in ScottPlot 5: plot log10 of the data and label the ticks with the powers of ten.
-        var ticks = new ScottPlot.TickGenerators.LogMinorTickGenerator();
-        var generator = new ScottPlot.TickGenerators.NumericAutomatic { MinorTickGenerator = ticks, IntegerTicksOnly = true, LabelFormatter = y => $"{Math.Pow(10, y):G3}" };
-        plot.Axes.Left.TickGenerator = generator;
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { MinorTickGenerator = ticks, IntegerTicksOnly = true, LabelFormatter = x => $"{Math.Pow(10, x):G3}" };
+        plot.Title($"MegaMoe MoE layer roofline - {document.Card}");
+        plot.XLabel("arithmetic intensity (FLOP/byte, log scale)");
+        plot.YLabel("achieved throughput (TFLOPS, log scale)");
 
         foreach (var series in document.Results.GroupBy(r => (Model: r.Name[..r.Name.LastIndexOf("_t", StringComparison.Ordinal)], r.Backend)))
         {
@@ -51,8 +50,14 @@ internal static class BenchPlot
             roof.Color = Colors.Gray;
         }
 
+        // Log axes in ScottPlot 5: the data are plotted as log10, and the ticks at 1, 2 and 5 times the powers of ten
+        // inside the axis range are labelled with their values (a sweep often spans less than one decade).
+        plot.Axes.AutoScale();
+        AxisLimits limits = plot.Axes.GetLimits();
+        plot.Axes.Bottom.TickGenerator = LogTicks(limits.Left, limits.Right);
+        plot.Axes.Left.TickGenerator = LogTicks(limits.Bottom, limits.Top);
         plot.ShowLegend(Alignment.UpperLeft);
-        plot.SavePng(path, 1000, 640);
+        return plot;
     }
 
     /// <summary>Dense FP8 tensor-core peak and HBM bandwidth of the SXM parts, by device name; null when unknown.</summary>
@@ -60,4 +65,22 @@ internal static class BenchPlot
         card.Contains("H200", StringComparison.OrdinalIgnoreCase) ? (1979, 4800)
         : card.Contains("H100", StringComparison.OrdinalIgnoreCase) ? (1979, 3350)
         : null;
+
+    private static ScottPlot.TickGenerators.NumericManual LogTicks(double min, double max)
+    {
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        for (int decade = (int)Math.Floor(min); decade <= (int)Math.Ceiling(max); decade++)
+        {
+            foreach (double mantissa in new[] { 1.0, 2.0, 5.0 })
+            {
+                double position = decade + Math.Log10(mantissa);
+                if (position >= min && position <= max)
+                {
+                    ticks.AddMajor(position, (mantissa * Math.Pow(10, decade)).ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+        }
+
+        return ticks;
+    }
 }

@@ -20,11 +20,11 @@ internal static class BenchCommand
         public ShapeOptions Shape { get; } = new();
 
         public Option<string[]> Models { get; } = CommonOptions.List<string>(
-            "--models", $"Model shapes to sweep: {string.Join(", ", ModelShape.Names)}", ["qwen3-30b"], CommonOptions.ParseModel);
+            "--models", $"Model shapes to sweep: {string.Join(", ", ModelShape.Names)}", ["qwen3-30b"], CommonOptions.ParseModel, CommonOptions.ModelNames);
 
-        public Option<int[]> Tokens { get; } = CommonOptions.List("--tokens", "Token counts to sweep", [1, 16, 128], CommonOptions.ParseTokenCount);
+        public Option<int[]> Tokens { get; } = CommonOptions.TokenList("Token counts to sweep", [1, 16, 128]);
 
-        public Option<Backend[]> Backends { get; } = CommonOptions.List("--backends", "Backends to sweep: best, cpu, cuda", [Backend.Best], CommonOptions.ParseBackend);
+        public Option<Backend[]> Backends { get; } = CommonOptions.List("--backends", "Backends to sweep: best, cpu, cuda", [Backend.Best], CommonOptions.ParseBackend, "best, cpu or cuda");
 
         public Option<string> ExpertSpecialization { get; } = CommonOptions.ExpertSpecialization();
 
@@ -66,6 +66,11 @@ internal static class BenchCommand
         if (models.Length == 0 || tokens.Length == 0 || backends.Length == 0)
         {
             throw CliException.Usage("--models, --tokens and --backends each need at least one value.");
+        }
+
+        foreach (ModelShape model in models)
+        {
+            model.CheckTokens(tokens[^1]);
         }
 
         CommandRunner.RequireNativeLibrary();

@@ -48,27 +48,39 @@ internal static class CommonOptions
         DefaultValueFactory = _ => 1,
     };
 
-    public static Option<int> Threads() => Positive("--threads", "CPU backend worker threads (default: one per hardware thread)", 0, allowZero: true);
+    /// <summary>--threads: 0 (one per hardware thread) up to the library's 4096.</summary>
+    public static Option<int> Threads() => Positive("--threads", "CPU backend worker threads, up to 4096 (default: one per hardware thread)", 0, allowZero: true, max: 4096);
+
+    /// <summary>--tokens of run: one batch of at least one token (the bound for the shape is <see cref="ModelShape.CheckTokens"/>).</summary>
+    public static Option<int> Tokens(string description, int defaultValue) => Positive("--tokens", description, defaultValue);
+
+    /// <summary>--tokens of bench and verify: a list of token counts, each at least 1.</summary>
+    public static Option<int[]> TokenList(string description, int[] defaultValue) =>
+        List("--tokens", description, defaultValue, ParseTokenCount, $"token counts from 1 to {int.MaxValue}");
 
     // A custom parser rather than a validator: a validator would see "many" only as a conversion exception.
-    public static Option<int> Positive(string name, string description, int defaultValue, bool allowZero = false) => new(name)
+    public static Option<int> Positive(string name, string description, int defaultValue, bool allowZero = false, int max = int.MaxValue) => new(name)
     {
         Description = description,
         DefaultValueFactory = _ => defaultValue,
         CustomParser = result =>
         {
             string text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : string.Empty;
-            if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) || value < 0 || (!allowZero && value == 0))
+            int min = allowZero ? 0 : 1;
+            if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) || value < min || value > max)
             {
-                result.AddError($"{name} takes a {(allowZero ? "non-negative" : "positive")} integer, not '{text}'.");
+                result.AddError($"{name} takes a {(allowZero ? "non-negative" : "positive")} integer ({min} to {max}), not '{text}'.");
             }
 
             return value;
         },
     };
 
-    /// <summary>A list option that also takes comma-separated values: <c>--tokens 1,16,128</c> or <c>--tokens 1 16 128</c>.</summary>
-    public static Option<T[]> List<T>(string name, string description, T[] defaultValue, Func<string, (bool Ok, T Value)> parse)
+    /// <summary>
+    /// A list option that also takes comma-separated values: <c>--tokens 1,16,128</c> or <c>--tokens 1 16 128</c>;
+    /// <paramref name="expected"/> says what a value may be, for the message about one that is not.
+    /// </summary>
+    public static Option<T[]> List<T>(string name, string description, T[] defaultValue, Func<string, (bool Ok, T Value)> parse, string expected)
     {
         return new Option<T[]>(name)
         {
@@ -87,7 +99,7 @@ internal static class CommonOptions
                     }
                     else
                     {
-                        result.AddError($"{name}: '{item}' is not a valid value.");
+                        result.AddError($"{name} takes {expected}, not '{item}'.");
                     }
                 }
 
@@ -97,13 +109,16 @@ internal static class CommonOptions
     }
 
     public static (bool, int) ParseTokenCount(string text) =>
-        (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value), value);
+        (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value) && value > 0, value);
 
     // Names only: Enum.TryParse would also take "7".
     public static (bool, Backend) ParseBackend(string text) =>
         (Enum.TryParse(text, ignoreCase: true, out Backend value) && Enum.IsDefined(value) && !char.IsDigit(text[0]), value);
 
     public static (bool, string) ParseModel(string text) => (ModelShape.Names.Contains(text), text);
+
+    /// <summary>"one of deepseek-v3, qwen3-235b, qwen3-30b or custom", for messages.</summary>
+    public static string ModelNames => $"one of {string.Join(", ", ModelShape.Names[..^1])} or {ModelShape.Names[^1]}";
 }
 
 /// <summary>--model and the options that override its shape.</summary>

@@ -27,7 +27,7 @@ internal static class RunCommand
     {
         public ShapeOptions Shape { get; } = new(ExpertsWithoutModel);
 
-        public Option<int> Tokens { get; } = CommonOptions.Positive("--tokens", "Tokens in the batch", 16, allowZero: true);
+        public Option<int> Tokens { get; } = CommonOptions.Tokens("Tokens in the batch", 16);
 
         public Option<string> Backend { get; } = CommonOptions.Backend("Backend: best (CUDA when usable here, else CPU), cpu or cuda", MegaMoe.Backend.Best);
 
@@ -76,6 +76,7 @@ internal static class RunCommand
         (IExpertWeights weights, ModelShape shape) = checkpoint is null
             ? Synthetic(parse, o, seed)
             : FromCheckpoint(parse, o, checkpoint, layerIndex!.Value);
+        shape.CheckTokens(tokens);
         var inputs = RoutedInputs.Random(tokens, shape.Hidden, shape.Experts, shape.TopK, seed);
         ExpertSpecialization specialization = ExpertSpecializations.Parse(parse.GetValue(o.ExpertSpecialization));
 

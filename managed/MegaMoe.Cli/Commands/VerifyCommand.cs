@@ -19,9 +19,9 @@ internal static class VerifyCommand
         public ShapeOptions Shape { get; } = new();
 
         public Option<string[]> Models { get; } = CommonOptions.List<string>(
-            "--models", $"Model shapes to check (alternative to --model): {string.Join(", ", ModelShape.Names)}", [], CommonOptions.ParseModel);
+            "--models", $"Model shapes to check (alternative to --model): {string.Join(", ", ModelShape.Names)}", [], CommonOptions.ParseModel, CommonOptions.ModelNames);
 
-        public Option<int[]> Tokens { get; } = CommonOptions.List("--tokens", "Token counts to check", [1, 16], CommonOptions.ParseTokenCount);
+        public Option<int[]> Tokens { get; } = CommonOptions.TokenList("Token counts to check", [1, 16]);
 
         public Option<string> Backend { get; } = CommonOptions.Backend(
             "Backend compared with the CPU reference: cuda, or cpu to check the harness itself (always agrees)", MegaMoe.Backend.Cuda);
@@ -57,6 +57,11 @@ internal static class VerifyCommand
         if (tokens.Length == 0)
         {
             throw CliException.Usage("--tokens needs at least one value.");
+        }
+
+        foreach (ModelShape shape in shapes)
+        {
+            shape.CheckTokens(tokens[^1]);
         }
 
         ExpertSpecialization specialization = ExpertSpecializations.Parse(parse.GetValue(o.ExpertSpecialization));

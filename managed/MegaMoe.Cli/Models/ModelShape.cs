@@ -49,5 +49,23 @@ internal sealed record ModelShape(string Name, int Experts, int TopK, long Hidde
         {
             throw CliException.Usage($"{Name}: hidden {Hidden} and intermediate {Intermediate} must be multiples of 128 (the FP8 block size).");
         }
+
+        // Weights are made and read one expert matrix at a time, each in one .NET array.
+        if (2 * Intermediate > Array.MaxLength / Hidden)
+        {
+            throw CliException.Usage($"{Name}: one expert's [2I, H] = [{2 * Intermediate}, {Hidden}] weights do not fit one .NET array ({Array.MaxLength} elements); use a smaller --hidden or --intermediate.");
+        }
+    }
+
+    /// <summary>The most tokens of one batch: the CLI holds a batch's widest rows, [T, max(H, 2I)], in one .NET array.</summary>
+    public int MaxTokens => (int)(Array.MaxLength / Math.Max(Hidden, 2 * Intermediate));
+
+    /// <summary>Refuses a batch the CLI cannot hold (a usage error naming the limit), before anything is allocated.</summary>
+    public void CheckTokens(int tokens)
+    {
+        if (tokens > MaxTokens)
+        {
+            throw CliException.Usage($"--tokens {tokens} is too many for {Name} ({Describe()}): at most {MaxTokens} tokens, whose [T, {Math.Max(Hidden, 2 * Intermediate)}] values fill one .NET array.");
+        }
     }
 }

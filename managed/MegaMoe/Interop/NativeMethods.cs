@@ -47,6 +47,7 @@ internal static unsafe partial class NativeMethods
         "megamoe_buffer_read",
         "megamoe_buffer_fill",
         "megamoe_quantize_activations",
+        "megamoe_quantize_activations_checked",
         "megamoe_dequantize_activations",
         "megamoe_quantize_weights",
         "megamoe_dequantize_weights",
@@ -144,6 +145,11 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(LibraryName, EntryPoint = "megamoe_quantize_activations")]
     public static partial MegaMoeStatus megamoe_quantize_activations(
         ContextHandle context, MegaMoeTensor* x, MegaMoeTensor* q, MegaMoeTensor* scales, uint flags, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_quantize_activations_checked")]
+    public static partial MegaMoeStatus megamoe_quantize_activations_checked(
+        ContextHandle context, MegaMoeTensor* x, MegaMoeTensor* q, MegaMoeTensor* scales, uint flags,
+        MegaMoeTensor* nonfiniteRows, nint stream);
 
     [LibraryImport(LibraryName, EntryPoint = "megamoe_dequantize_activations")]
     public static partial MegaMoeStatus megamoe_dequantize_activations(

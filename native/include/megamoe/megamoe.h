@@ -6,7 +6,9 @@
  *  - Every function returns megamoe_status_t. On failure nothing was written to any output and
  *    megamoe_last_error_message() (thread-local) names the function, the argument and what was
  *    expected versus what was given.
- *  - Handles are opaque; each *_create has a matching *_destroy, which accepts NULL.
+ *  - Handles are opaque; each *_create has a matching *_destroy, which accepts NULL. A destroyed,
+ *    forged or wrong-kind handle is rejected (MEGAMOE_ERROR_INVALID_ARGUMENT): handle values are
+ *    keys of a registry of live objects, never reused (docs/API.md).
  *  - Tensors are described by megamoe_tensor_t (DLPack-like). Descriptors are read, never kept.
  *  - Work is enqueued on the stream passed explicitly (a cudaStream_t as void*, NULL = the legacy
  *    default stream); the CPU backend ignores it and runs synchronously.
@@ -103,7 +105,9 @@ typedef enum megamoe_device_type {
 /* A view of memory the caller owns. Shapes and strides count elements; strides[i] is the distance
  * between consecutive indices of dimension i. Every tensor must be dense row-major (the stride of
  * a dimension of extent 1 is not looked at) and its data 16-byte aligned; data may be NULL only
- * when the tensor has no elements. */
+ * when the tensor has no elements. No extent may exceed 2^48 (even in a tensor with no elements),
+ * nor may the number of elements; device_type and device_id must be the context's (the CPU is
+ * device 0). */
 typedef struct megamoe_tensor {
   void* data;
   int32_t device_type; /* megamoe_device_type_t */
@@ -118,7 +122,10 @@ typedef struct megamoe_tensor {
  * Contexts
  * ------------------------------------------------------------------------------------------- */
 typedef enum megamoe_backend {
-  MEGAMOE_BACKEND_BEST = 0, /* CUDA if usable, else CPU */
+  /* CUDA on device_id if it is usable there; otherwise, whatever the reason (no CUDA build, no
+   * driver, no such device, not SM90), the CPU backend, silently: megamoe_context_get_backend says
+   * which one was chosen. device_id must still be >= 0. */
+  MEGAMOE_BACKEND_BEST = 0,
   MEGAMOE_BACKEND_CPU = 1,
   MEGAMOE_BACKEND_CUDA = 2
 } megamoe_backend_t;
@@ -138,7 +145,8 @@ MEGAMOE_API megamoe_status_t megamoe_context_destroy(megamoe_context_t context);
 /* The backend actually in use (CPU or CUDA, never BEST). */
 MEGAMOE_API megamoe_status_t megamoe_context_get_backend(megamoe_context_t context,
                                                          megamoe_backend_t* out_backend);
-/* CPU backend worker threads (0 = one per hardware thread); other backends accept and ignore it. */
+/* CPU backend worker threads, 0 (one per hardware thread) to 4096; other backends accept and ignore
+ * it. */
 MEGAMOE_API megamoe_status_t megamoe_context_set_num_threads(megamoe_context_t context, int32_t num_threads);
 
 typedef struct megamoe_device_info {
@@ -174,7 +182,9 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_get_data(megamoe_buffer_t buffer, vo
                                                      int32_t* out_device_type, int32_t* out_device_id);
 MEGAMOE_API megamoe_status_t megamoe_buffer_get_size(megamoe_buffer_t buffer, int64_t* out_size_bytes);
 /* Copies between host memory and [offset, offset + size) of the buffer. Synchronous with respect
- * to the host memory: the call returns once `host` may be reused or read. */
+ * to the host memory: the call returns once `host` may be reused or read. [host, host + size) must
+ * not overlap the buffer's own memory (megamoe_buffer_get_data .. + its size), on any backend:
+ * MEGAMOE_ERROR_INVALID_ARGUMENT naming both ranges, nothing copied. */
 MEGAMOE_API megamoe_status_t megamoe_buffer_write(megamoe_buffer_t buffer, int64_t offset_bytes,
                                                   const void* host, int64_t size_bytes, void* stream);
 MEGAMOE_API megamoe_status_t megamoe_buffer_read(megamoe_buffer_t buffer, int64_t offset_bytes, void* host,
@@ -199,6 +209,17 @@ MEGAMOE_API megamoe_status_t megamoe_quantize_activations(megamoe_context_t cont
                                                           const megamoe_tensor_t* q,
                                                           const megamoe_tensor_t* scales, uint32_t flags,
                                                           void* stream);
+/*    The same, and counts non-finite input without a host synchronization (for servers): nonfinite_rows
+ *    is INT32 [1] on the context's device, incremented (wrapping modulo 2^32, like a 32-bit atomic add)
+ *    by the number of rows of x that hold at least one NaN or +-Inf; q and scales are written exactly
+ *    as megamoe_quantize_activations writes them (docs/NUMERICS.md says what non-finite input becomes).
+ *    nonfinite_rows NULL: megamoe_quantize_activations. */
+MEGAMOE_API megamoe_status_t megamoe_quantize_activations_checked(megamoe_context_t context,
+                                                                  const megamoe_tensor_t* x,
+                                                                  const megamoe_tensor_t* q,
+                                                                  const megamoe_tensor_t* scales, uint32_t flags,
+                                                                  const megamoe_tensor_t* nonfinite_rows,
+                                                                  void* stream);
 /*    q [M, K] FP8 + scales [M, ceil(K/128)] -> out [M, K] BF16 or FP32 (out = q * sf, rounded once). */
 MEGAMOE_API megamoe_status_t megamoe_dequantize_activations(megamoe_context_t context, const megamoe_tensor_t* q,
                                                             const megamoe_tensor_t* scales,
@@ -259,6 +280,9 @@ typedef struct megamoe_routed_plan* megamoe_routed_plan_t;
 /* Choose the tile shape per expert from its token count, on the device (CUDA backend). */
 #define MEGAMOE_PLAN_EXPERT_SPECIALIZATION 1u
 
+/* max_tokens 1 to 2^31; top_k 1 to 16; num_experts 1 to 1024; n and k positive multiples of 128.
+ * top_k may exceed num_experts, and a token may name the same expert in several slots: each slot is
+ * computed on its own (its own row of d, with its own weight). */
 MEGAMOE_API megamoe_status_t megamoe_routed_plan_create(megamoe_context_t context, int64_t max_tokens,
                                                         int32_t top_k, int32_t num_experts, int64_t n,
                                                         int64_t k, uint32_t flags,
@@ -278,8 +302,9 @@ MEGAMOE_API megamoe_status_t megamoe_gemm_routed(megamoe_routed_plan_t plan, con
                                                  void* stream);
 
 /* 7. Gate/up interleave of w13 [E, 2I, H] (or [2I, H]), any dtype, I a multiple of 8:
- *    out rows = gate 0-7, up 0-7, gate 8-15, up 8-15, ...; `inverse` undoes it. Block scales are
- *    unchanged by this transform. out must not overlap w. */
+ *    out rows = gate 0-7, up 0-7, gate 8-15, up 8-15, ...; `inverse` 1 undoes it (0: interleave; any
+ *    other value is MEGAMOE_ERROR_INVALID_ARGUMENT). Block scales are unchanged by this transform. out
+ *    must not overlap w. */
 MEGAMOE_API megamoe_status_t megamoe_interleave_gate_up(megamoe_context_t context, const megamoe_tensor_t* w,
                                                         const megamoe_tensor_t* out, int32_t inverse,
                                                         void* stream);
@@ -307,10 +332,10 @@ typedef struct megamoe_moe_config {
   uint32_t struct_size;  /* sizeof(megamoe_moe_config_t) */
   uint32_t flags;        /* MEGAMOE_MOE_* */
   int32_t num_experts;   /* E, 1..1024 */
-  int32_t top_k;         /* 1..16 */
+  int32_t top_k;         /* 1..16; may exceed E (see megamoe_moe_layer_forward on duplicates) */
   int64_t hidden;        /* H, multiple of 128 */
   int64_t intermediate;  /* I, multiple of 128 */
-  int64_t max_tokens;    /* largest T a forward may pass, >= 1 */
+  int64_t max_tokens;    /* largest T a forward may pass, 1 to 2^31 */
   float activation_alpha;      /* 1 for SwiGLU (DeepSeek), 1.702 for GPT-OSS */
   float activation_beta;       /* 0 for SwiGLU, 1 for GPT-OSS */
   float activation_clamp;      /* c > 0 enables the clamp; 0 disables it */
@@ -335,6 +360,8 @@ MEGAMOE_API megamoe_status_t megamoe_moe_layer_get_workspace_size(megamoe_moe_la
 
 /* x [T, H] BF16, or FP8 with x_scales [T, H/128] FP32 (x_scales NULL for BF16);
  * topk_idx [T, top_k] INT32 or INT64 (-1 = dropped); topk_weights [T, top_k] FP32; y [T, H] BF16.
+ * A token may name the same expert in several slots: each slot is its own term of y[t], with its
+ * own weight (and counts in expert_counts), so a duplicate adds that expert's output twice.
  * expert_counts: NULL or INT32 [E], incremented by the number of slots routed to each expert.
  * num_tokens: NULL or INT32 [1] in device memory (see megamoe_gemm_routed). T = 0 does nothing.
  * A layer runs one forward at a time (it owns its workspace). */

@@ -1,4 +1,6 @@
 // Buffers: memory on the context's device, with host copies.
+#include <cstdint>
+
 #include "abi/checks.h"
 #include "abi/guard.h"
 #include "abi/handles.h"
@@ -16,6 +18,21 @@ void check_range(const megamoe_buffer& buffer, int64_t offset, int64_t size) {
   }
 }
 
+// The host side of a copy must not be the buffer's own memory (a CPU buffer's, or any pointer into a
+// CUDA buffer): the copy would overlap itself, and on the CUDA backend the "host" pointer is a device
+// pointer. Checked against the whole allocation, the same way on every backend.
+void check_host_outside(const megamoe_buffer& buffer, const void* host, int64_t size) {
+  if (host == nullptr) invalid("host", "is NULL");
+  const auto host_begin = reinterpret_cast<uintptr_t>(host);
+  const auto host_end = host_begin + static_cast<uintptr_t>(size);
+  const auto buffer_begin = reinterpret_cast<uintptr_t>(buffer.data);
+  const auto buffer_end = buffer_begin + static_cast<uintptr_t>(buffer.size);
+  if (host_begin < buffer_end && buffer_begin < host_end) {
+    invalid("host", "host memory [", host, ", ", host, " + ", size, ") overlaps the buffer's own memory [",
+            buffer.data, ", ", buffer.data, " + ", buffer.size, "); expected memory outside the buffer");
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -30,14 +47,13 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_create(megamoe_context_t context, in
     buffer->backend = ctx.backend;
     buffer->data = size_bytes > 0 ? ctx.backend->allocate(size_bytes) : nullptr;
     buffer->size = size_bytes;
-    out = buffer.release();
+    out = publish(std::move(buffer));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_buffer_destroy(megamoe_buffer_t buffer) {
   return guarded(__func__, [&] {
-    if (buffer == nullptr) return;
-    delete &require_handle(buffer, "buffer");
+    destroy_handle(buffer, "buffer");
   });
 }
 
@@ -68,7 +84,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_write(megamoe_buffer_t buffer, int64
     auto& b = require_handle(buffer, "buffer");
     check_range(b, offset_bytes, size_bytes);
     if (size_bytes == 0) return;
-    if (host == nullptr) invalid("host", "is NULL");
+    check_host_outside(b, host, size_bytes);
     b.backend->write(static_cast<char*>(b.data) + offset_bytes, host, size_bytes, stream);
   });
 }
@@ -79,7 +95,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_read(megamoe_buffer_t buffer, int64_
     auto& b = require_handle(buffer, "buffer");
     check_range(b, offset_bytes, size_bytes);
     if (size_bytes == 0) return;
-    if (host == nullptr) invalid("host", "is NULL");
+    check_host_outside(b, host, size_bytes);
     b.backend->read(host, static_cast<const char*>(b.data) + offset_bytes, size_bytes, stream);
   });
 }

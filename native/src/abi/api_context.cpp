@@ -64,14 +64,13 @@ MEGAMOE_API megamoe_status_t megamoe_context_create(megamoe_backend_t backend, i
     std::memcpy(&value, &backend, sizeof value);
     auto context = std::make_unique<megamoe_context>();
     context->backend = make_backend(value, device_id);
-    out = context.release();
+    out = publish(std::move(context));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_context_destroy(megamoe_context_t context) {
   return guarded(__func__, [&] {
-    if (context == nullptr) return;
-    delete &require_handle(context, "context");
+    destroy_handle(context, "context");
   });
 }
 

@@ -79,12 +79,6 @@ void expect_outputs_apart(std::initializer_list<NamedTensor> outputs, const ep::
                                 {"topk_weights", batch.topk_weights}});
 }
 
-template <typename Handle>
-void destroy(Handle handle, const char* argument) {
-  if (handle == nullptr) return;
-  delete &require_handle(handle, argument);
-}
-
 }  // namespace
 
 extern "C" {
@@ -97,7 +91,7 @@ MEGAMOE_API megamoe_status_t megamoe_ep_comm_create_nccl(megamoe_context_t conte
     if (nccl_comm == nullptr) invalid("nccl_comm", "is NULL; expected an ncclComm_t");
     auto comm = std::make_unique<megamoe_ep_comm>();
     comm->impl = std::make_shared<ep::Communicator>(ctx.backend, ep::make_nccl_transport(ctx.backend, nccl_comm));
-    out = comm.release();
+    out = publish(std::move(comm));
   });
 }
 
@@ -124,12 +118,20 @@ MEGAMOE_API megamoe_status_t megamoe_ep_comm_create_loopback(const megamoe_conte
       comms.back()->impl = std::make_shared<ep::Communicator>(backends[static_cast<size_t>(r)],
                                                               std::move(transports[static_cast<size_t>(r)]));
     }
-    for (int32_t r = 0; r < world_size; ++r) out_comms[r] = comms[static_cast<size_t>(r)].release();
+    // All or none: a key that cannot be registered (out of memory) takes the earlier ones back.
+    std::vector<megamoe_ep_comm_t> keys;
+    try {
+      for (auto& comm : comms) keys.push_back(publish(std::move(comm)));
+    } catch (...) {
+      for (megamoe_ep_comm_t key : keys) destroy_handle(key, "comm");
+      throw;
+    }
+    std::copy(keys.begin(), keys.end(), out_comms);
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_ep_comm_destroy(megamoe_ep_comm_t comm) {
-  return guarded(__func__, [&] { destroy(comm, "comm"); });
+  return guarded(__func__, [&] { destroy_handle(comm, "comm"); });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_ep_comm_get_rank(megamoe_ep_comm_t comm, int32_t* out_rank,
@@ -200,12 +202,12 @@ MEGAMOE_API megamoe_status_t megamoe_ep_dispatcher_create(megamoe_ep_comm_t comm
       handle->spec = check_ep_config(config, c.impl->world_size(), false);
     });
     handle->impl = ep::Dispatcher::create(c.impl, handle->spec, own, stream);
-    *out_dispatcher = handle.release();
+    *out_dispatcher = publish(std::move(handle));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_ep_dispatcher_destroy(megamoe_ep_dispatcher_t dispatcher) {
-  return guarded(__func__, [&] { destroy(dispatcher, "dispatcher"); });
+  return guarded(__func__, [&] { destroy_handle(dispatcher, "dispatcher"); });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_ep_dispatcher_get_sizes(megamoe_ep_dispatcher_t dispatcher,
@@ -317,12 +319,12 @@ MEGAMOE_API megamoe_status_t megamoe_ep_layer_create(megamoe_ep_comm_t comm, con
                                   "config.num_local_experts", w13, w13_scales, w2, w2_scales);
     });
     handle->impl = ep::Layer::create(c.impl, handle->spec, weights, own, stream);
-    *out_layer = handle.release();
+    *out_layer = publish(std::move(handle));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_ep_layer_destroy(megamoe_ep_layer_t layer) {
-  return guarded(__func__, [&] { destroy(layer, "layer"); });
+  return guarded(__func__, [&] { destroy_handle(layer, "layer"); });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_ep_layer_forward(megamoe_ep_layer_t layer, const megamoe_tensor_t* x,

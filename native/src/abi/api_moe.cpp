@@ -35,14 +35,13 @@ MEGAMOE_API megamoe_status_t megamoe_moe_layer_create(megamoe_context_t context,
     layer->backend = ctx.backend;
     layer->spec = spec;
     layer->impl = ctx.backend->create_moe_layer(spec, weights, stream);
-    out = layer.release();
+    out = publish(std::move(layer));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_moe_layer_destroy(megamoe_moe_layer_t layer) {
   return guarded(__func__, [&] {
-    if (layer == nullptr) return;
-    delete &require_handle(layer, "layer");
+    destroy_handle(layer, "layer");
   });
 }
 

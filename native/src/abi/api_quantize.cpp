@@ -45,6 +45,24 @@ ScaledTensor check_weight_pair(const TensorChecker& check, const Tensor& values,
   return out;
 }
 
+// Both activation quantizers; `nonfinite_rows` is NULL for the unchecked one.
+void quantize_activations_entry(megamoe_context_t context, const megamoe_tensor_t* x, const megamoe_tensor_t* q,
+                          const megamoe_tensor_t* scales, uint32_t flags, const megamoe_tensor_t* nonfinite_rows,
+                          void* stream) {
+  auto call = enter(context);
+  const bool ue8m0 = ue8m0_flag(flags);
+  const Tensor xt = call.check.tensor("x", x, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}, "[M, K]");
+  const ScaledTensor out = check_activation_pair(call.check, xt, "x", q, scales);
+  const std::optional<Tensor> count =
+      call.check.optional_tensor("nonfinite_rows", nonfinite_rows, {MEGAMOE_DTYPE_INT32}, "[1]");
+  if (count) expect_dim("nonfinite_rows", *count, 0, 1, "a single count");
+  expect_disjoint("q", out.data, {{"x", xt}});
+  expect_disjoint("scales", out.scales, {{"x", xt}, {"q", out.data}});
+  if (count) expect_disjoint("nonfinite_rows", *count, {{"x", xt}, {"q", out.data}, {"scales", out.scales}});
+  if (xt.numel() == 0) return;
+  call.backend.quantize_activations(xt, out, ue8m0, count, stream);
+}
+
 }  // namespace
 
 extern "C" {
@@ -52,16 +70,16 @@ extern "C" {
 MEGAMOE_API megamoe_status_t megamoe_quantize_activations(megamoe_context_t context, const megamoe_tensor_t* x,
                                                           const megamoe_tensor_t* q, const megamoe_tensor_t* scales,
                                                           uint32_t flags, void* stream) {
-  return guarded(__func__, [&] {
-    auto call = enter(context);
-    const bool ue8m0 = ue8m0_flag(flags);
-    const Tensor xt = call.check.tensor("x", x, {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}, "[M, K]");
-    const ScaledTensor out = check_activation_pair(call.check, xt, "x", q, scales);
-    expect_disjoint("q", out.data, {{"x", xt}});
-    expect_disjoint("scales", out.scales, {{"x", xt}, {"q", out.data}});
-    if (xt.numel() == 0) return;
-    call.backend.quantize_activations(xt, out, ue8m0, stream);
-  });
+  return guarded(__func__, [&] { quantize_activations_entry(context, x, q, scales, flags, nullptr, stream); });
+}
+
+MEGAMOE_API megamoe_status_t megamoe_quantize_activations_checked(megamoe_context_t context,
+                                                                  const megamoe_tensor_t* x,
+                                                                  const megamoe_tensor_t* q,
+                                                                  const megamoe_tensor_t* scales, uint32_t flags,
+                                                                  const megamoe_tensor_t* nonfinite_rows,
+                                                                  void* stream) {
+  return guarded(__func__, [&] { quantize_activations_entry(context, x, q, scales, flags, nonfinite_rows, stream); });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_dequantize_activations(megamoe_context_t context, const megamoe_tensor_t* q,

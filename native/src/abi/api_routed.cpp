@@ -36,14 +36,13 @@ MEGAMOE_API megamoe_status_t megamoe_routed_plan_create(megamoe_context_t contex
     plan->backend = ctx.backend;
     plan->spec = RoutedPlanSpec{max_tokens, top_k, num_experts, n, k, flags};
     plan->impl = ctx.backend->create_routed_plan(plan->spec);
-    out = plan.release();
+    out = publish(std::move(plan));
   });
 }
 
 MEGAMOE_API megamoe_status_t megamoe_routed_plan_destroy(megamoe_routed_plan_t plan) {
   return guarded(__func__, [&] {
-    if (plan == nullptr) return;
-    delete &require_handle(plan, "plan");
+    destroy_handle(plan, "plan");
   });
 }
 

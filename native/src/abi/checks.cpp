@@ -107,9 +107,14 @@ Tensor TensorChecker::checked(const char* argument, const megamoe_tensor_t* desc
   if (device_name(t.device_type) == nullptr) {
     invalid(argument, "device_type ", t.device_type, " is not a megamoe_device_type_t");
   }
-  if (t.device_type != device_.type || t.device_id != device_.id) {
-    invalid(argument, "tensor is on ", device_text(t.device_type, t.device_id), " but the context runs on ",
-            device_text(device_.type, device_.id));
+  if (t.device_type != device_.type) {
+    invalid(argument, "tensor is on ", device_text(t.device_type, t.device_id), " (device_type ", t.device_type,
+            ") but the context runs on ", device_text(device_.type, device_.id), "; expected device_type ",
+            device_.type, " (", device_name(device_.type), ") and device_id ", device_.id);
+  }
+  if (t.device_id != device_.id) {
+    invalid(argument, "device_id is ", t.device_id, "; expected ", device_.id, " (the context runs on ",
+            device_text(device_.type, device_.id), ")");
   }
 
   // Like PyTorch's is_contiguous: an empty tensor, or a dimension of extent 1, constrains nothing.

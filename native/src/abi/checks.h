@@ -16,13 +16,6 @@
 namespace megamoe {
 
 template <typename T>
-T& require_handle(T* handle, const char* argument) {
-  if (handle == nullptr) invalid(argument, "handle is NULL");
-  if (!handle->valid()) invalid(argument, "handle is not a live ", T::kind_name, " (destroyed, or another kind)");
-  return *handle;
-}
-
-template <typename T>
 T& require_out(T* out, const char* argument) {
   if (out == nullptr) invalid(argument, "output pointer is NULL");
   return *out;

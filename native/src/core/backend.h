@@ -192,7 +192,9 @@ class Backend {
   virtual void read(void* host_dst, const void* device_src, int64_t bytes, void* stream) = 0;
   virtual void fill(void* device_dst, uint8_t value, int64_t bytes, void* stream) = 0;
 
-  virtual void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0, void* stream) = 0;
+  // nonfinite_rows: INT32 [1], incremented (wrapping) by the rows of x holding a NaN or an infinity.
+  virtual void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0,
+                                    const std::optional<Tensor>& nonfinite_rows, void* stream) = 0;
   virtual void dequantize_activations(const ScaledTensor& q, const Tensor& out, void* stream) = 0;
   virtual void quantize_weights(const Tensor& w, const ScaledTensor& out, bool ue8m0, void* stream) = 0;
   virtual void dequantize_weights(const ScaledTensor& q, const Tensor& out, void* stream) = 0;

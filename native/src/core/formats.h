@@ -88,6 +88,9 @@ MEGAMOE_HD uint16_t float_to_bf16(float x) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+// NaN or +-infinity (all exponent bits set).
+MEGAMOE_HD bool is_nonfinite(float x) { return (float_bits(x) & 0x7F800000u) == 0x7F800000u; }
+
 // Smallest power of two >= x, for positive normal x ("UE8M0" scales).
 MEGAMOE_HD float round_up_to_power_of_two(float x) {
   const uint32_t bits = float_bits(x);

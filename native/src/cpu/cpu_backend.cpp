@@ -64,8 +64,9 @@ void CpuBackend::fill(void* device_dst, uint8_t value, int64_t bytes, void* /*st
   if (bytes > 0) std::memset(device_dst, value, static_cast<size_t>(bytes));
 }
 
-void CpuBackend::quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0, void* /*stream*/) {
-  cpu::quantize_activations(*pool_, x, out, ue8m0);
+void CpuBackend::quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0,
+                                      const std::optional<Tensor>& nonfinite_rows, void* /*stream*/) {
+  cpu::quantize_activations(*pool_, x, out, ue8m0, nonfinite_rows ? nonfinite_rows->as<int32_t>() : nullptr);
 }
 
 void CpuBackend::dequantize_activations(const ScaledTensor& q, const Tensor& out, void* /*stream*/) {

@@ -25,7 +25,8 @@ class CpuBackend final : public Backend {
   void read(void* host_dst, const void* device_src, int64_t bytes, void* stream) override;
   void fill(void* device_dst, uint8_t value, int64_t bytes, void* stream) override;
 
-  void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0, void* stream) override;
+  void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0,
+                            const std::optional<Tensor>& nonfinite_rows, void* stream) override;
   void dequantize_activations(const ScaledTensor& q, const Tensor& out, void* stream) override;
   void quantize_weights(const Tensor& w, const ScaledTensor& out, bool ue8m0, void* stream) override;
   void dequantize_weights(const ScaledTensor& q, const Tensor& out, void* stream) override;

@@ -1,6 +1,7 @@
 #include "cpu/quantize.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "core/int_math.h"
 #include "cpu/block_scaled_dot.h"
@@ -15,14 +16,31 @@ int64_t groups(int64_t extent) { return ceil_div<int64_t>(extent, kBlock); }
 
 int64_t rows_per_range(int64_t cols) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(cols, 1)); }
 
+bool has_nonfinite(const float* x, int64_t n) {
+  bool found = false;
+  for (int64_t i = 0; i < n; ++i) found |= is_nonfinite(x[i]);
+  return found;
+}
+bool has_nonfinite(const uint16_t* bf16, int64_t n) {
+  bool found = false;
+  for (int64_t i = 0; i < n; ++i) found |= (bf16[i] & 0x7F80u) == 0x7F80u;
+  return found;
+}
+
 inline void narrow(float x, float* out) { *out = x; }
 inline void narrow(float x, uint16_t* out) { *out = float_to_bf16(x); }
 
+// `nonfinite`: NULL, or where to count the rows holding a NaN or an infinity.
 template <typename In>
 void quantize_rows(ThreadPool& pool, const In* x, int64_t rows, int64_t cols, bool ue8m0, uint8_t* q,
-                   float* scales) {
+                   float* scales, std::atomic<int64_t>* nonfinite) {
   const int64_t g = groups(cols);
   pool.parallel_ranges(rows, rows_per_range(cols), [&](int64_t begin, int64_t end) {
+    if (nonfinite != nullptr) {
+      int64_t found = 0;
+      for (int64_t m = begin; m < end; ++m) found += has_nonfinite(x + m * cols, cols) ? 1 : 0;
+      nonfinite->fetch_add(found, std::memory_order_relaxed);
+    }
     for (int64_t m = begin; m < end; ++m) {
       for (int64_t j = 0; j < g; ++j) {
         const int64_t c0 = m * cols + j * kBlock;
@@ -88,14 +106,21 @@ void quantize_weight_blocks(ThreadPool& pool, const void* w, megamoe_dtype_t dty
   }
 }
 
-void quantize_activations(ThreadPool& pool, const Tensor& x, const ScaledTensor& out, bool ue8m0) {
+void quantize_activations(ThreadPool& pool, const Tensor& x, const ScaledTensor& out, bool ue8m0,
+                          int32_t* nonfinite_rows) {
   const int64_t rows = x.dim(0), cols = x.dim(1);
   auto* q = out.data.as<uint8_t>();
   auto* scales = out.scales.as<float>();
+  std::atomic<int64_t> nonfinite{0};
+  std::atomic<int64_t>* count = nonfinite_rows != nullptr ? &nonfinite : nullptr;
   if (x.dtype == MEGAMOE_DTYPE_BF16) {
-    quantize_rows(pool, x.as<const uint16_t>(), rows, cols, ue8m0, q, scales);
+    quantize_rows(pool, x.as<const uint16_t>(), rows, cols, ue8m0, q, scales, count);
   } else {
-    quantize_rows(pool, x.as<const float>(), rows, cols, ue8m0, q, scales);
+    quantize_rows(pool, x.as<const float>(), rows, cols, ue8m0, q, scales, count);
+  }
+  if (nonfinite_rows != nullptr) {  // wraps like the device's 32-bit atomics
+    *nonfinite_rows = static_cast<int32_t>(static_cast<uint32_t>(*nonfinite_rows) +
+                                           static_cast<uint32_t>(nonfinite.load(std::memory_order_relaxed)));
   }
 }
 

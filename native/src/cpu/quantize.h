@@ -30,7 +30,10 @@ inline float quantize_group(const float* x, int64_t n, uint8_t* q) {
 void quantize_weight_blocks(ThreadPool& pool, const void* w, megamoe_dtype_t dtype, int64_t count, int64_t rows,
                             int64_t cols, bool ue8m0, uint8_t* q, float* scales);
 
-void quantize_activations(ThreadPool& pool, const Tensor& x, const ScaledTensor& out, bool ue8m0);
+// nonfinite_rows: NULL, or a count incremented (wrapping like a 32-bit atomic add) by the number of
+// rows of x holding a NaN or an infinity.
+void quantize_activations(ThreadPool& pool, const Tensor& x, const ScaledTensor& out, bool ue8m0,
+                          int32_t* nonfinite_rows = nullptr);
 void dequantize_activations(ThreadPool& pool, const ScaledTensor& q, const Tensor& out);
 void quantize_weights(ThreadPool& pool, const Tensor& w, const ScaledTensor& out, bool ue8m0);
 void dequantize_weights(ThreadPool& pool, const ScaledTensor& q, const Tensor& out);

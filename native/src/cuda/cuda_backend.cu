@@ -186,9 +186,11 @@ class CudaBackend final : public Backend {
     cuda::check(cudaMemsetAsync(device_dst, value, static_cast<size_t>(bytes), cuda::as_stream(stream)), "cudaMemsetAsync");
   }
 
-  void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0, void* stream) override {
+  void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0,
+                            const std::optional<Tensor>& nonfinite_rows, void* stream) override {
     cuda::DeviceGuard guard(device_);
-    cuda::quantize_activations(x, out, ue8m0, cuda::as_stream(stream));
+    cuda::quantize_activations(x, out, ue8m0, nonfinite_rows ? nonfinite_rows->as<int32_t>() : nullptr,
+                               cuda::as_stream(stream));
   }
   void dequantize_activations(const ScaledTensor& q, const Tensor& out, void* stream) override {
     cuda::DeviceGuard guard(device_);

@@ -49,9 +49,10 @@ __device__ __forceinline__ float scale_of(float amax, bool ue8m0) {
 
 // One thread's 16 consecutive elements of row `row` (chunk `chunk` of 16): 8 consecutive lanes hold
 // one 128-column group and reduce its amax by shuffles, so all 32 lanes of the warp must call this
-// together (`valid` false for lanes past the data).
+// together (`valid` false for lanes past the data). Returns whether this thread's elements hold a NaN
+// or an infinity (for the checked quantizer; callers that ignore it pay nothing).
 template <typename T>
-__device__ __forceinline__ void quantize_act_chunk16(const T* __restrict__ x, uint8_t* __restrict__ q,
+__device__ __forceinline__ bool quantize_act_chunk16(const T* __restrict__ x, uint8_t* __restrict__ q,
                                                      float* __restrict__ scales, uint64_t row, uint32_t chunk,
                                                      bool valid, uint32_t k, uint32_t groups, bool ue8m0) {
   constexpr int W = Vec<T>::W;
@@ -71,7 +72,7 @@ __device__ __forceinline__ void quantize_act_chunk16(const T* __restrict__ x, ui
   for (int o = 4; o >= 1; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
   const float sf = scale_of(amax, ue8m0);
   const float inv = 1.0f / sf;
-  if (!valid) return;
+  if (!valid) return false;
   uint32_t w[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -79,6 +80,10 @@ __device__ __forceinline__ void quantize_act_chunk16(const T* __restrict__ x, ui
   }
   *reinterpret_cast<uint4*>(q + row * k + chunk * 16u) = make_uint4(w[0], w[1], w[2], w[3]);
   if ((chunk & 7u) == 0) scales[row * groups + chunk / 8u] = sf;
+  bool nonfinite = false;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) nonfinite |= is_nonfinite(v[i]);
+  return nonfinite;
 }
 
 }  // namespace megamoe::cuda

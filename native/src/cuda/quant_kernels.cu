@@ -61,23 +61,21 @@ __global__ void __launch_bounds__(kThreads) quantize_act_vec_kernel(const T* __r
   quantize_act_chunk16(x, q, scales, row, chunk, row < rows && chunk * 16u < k, k, groups, ue8m0);
 }
 
-// Any K: one warp per group, scalar accesses.
+// Group g of row `row` with scalar accesses (any K): all 32 lanes of a warp call this together (the
+// amax is reduced by shuffles). Returns whether this lane's elements hold a NaN or an infinity.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) quantize_act_scalar_kernel(const T* __restrict__ x, uint8_t* __restrict__ q,
-                                                                       float* __restrict__ scales, uint32_t rows,
-                                                                       uint32_t k, uint32_t groups, bool ue8m0) {
-  const uint64_t warp = (static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
-  const uint32_t lane = threadIdx.x % 32;
-  const uint64_t row = warp / groups;
-  const uint32_t g = static_cast<uint32_t>(warp - row * groups);
-  if (row >= rows) return;  // whole warp
+__device__ __forceinline__ bool quantize_act_group32(const T* __restrict__ x, uint8_t* __restrict__ q,
+                                                     float* __restrict__ scales, uint64_t row, uint32_t g,
+                                                     uint32_t lane, uint32_t k, uint32_t groups, bool ue8m0) {
   float v[4];
   float amax = 0.0f;
+  bool nonfinite = false;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const uint32_t col = g * 128u + lane + 32u * j;
     v[j] = col < k ? load_elem(x, row * k + col) : 0.0f;
     amax = fmaxf(amax, fabsf(v[j]));
+    nonfinite |= is_nonfinite(v[j]);
   }
 #pragma unroll
   for (int o = 16; o >= 1; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xFFFFFFFFu, amax, o));
@@ -89,6 +87,46 @@ __global__ void __launch_bounds__(kThreads) quantize_act_scalar_kernel(const T* 
     if (col < k) q[row * k + col] = fp8x1(v[j] * inv);
   }
   if (lane == 0) scales[row * groups + g] = sf;
+  return nonfinite;
+}
+
+// Any K: one warp per group, scalar accesses.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) quantize_act_scalar_kernel(const T* __restrict__ x, uint8_t* __restrict__ q,
+                                                                       float* __restrict__ scales, uint32_t rows,
+                                                                       uint32_t k, uint32_t groups, bool ue8m0) {
+  const uint64_t warp = (static_cast<uint64_t>(blockIdx.x) * kThreads + threadIdx.x) / 32;
+  const uint32_t lane = threadIdx.x % 32;
+  const uint64_t row = warp / groups;
+  const uint32_t g = static_cast<uint32_t>(warp - row * groups);
+  if (row >= rows) return;  // whole warp
+  quantize_act_group32(x, q, scales, row, g, lane, k, groups, ue8m0);
+}
+
+// The checked quantizer (megamoe_quantize_activations_checked): the same per-chunk (kVec, K % 16 == 0)
+// or per-group code, but one CTA per row (grid-stride over rows), so that the row's non-finite flag is
+// reduced inside the CTA and counted by one atomicAdd; in the kernels above a row spans several CTAs
+// once K > 4096. Loop bounds depend on the row only, so every thread reaches __syncthreads_or, and
+// every lane of a warp runs each step (the shuffles need all 32).
+template <bool kVec, typename T>
+__global__ void __launch_bounds__(kThreads) quantize_act_checked_kernel(const T* __restrict__ x, uint8_t* __restrict__ q,
+                                                                        float* __restrict__ scales, uint32_t rows,
+                                                                        uint32_t k, uint32_t groups, bool ue8m0,
+                                                                        int32_t* __restrict__ nonfinite_rows) {
+  for (uint64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    bool nonfinite = false;
+    if constexpr (kVec) {
+      for (uint32_t c0 = 0; c0 < groups * 8u; c0 += kThreads) {
+        const uint32_t chunk = c0 + threadIdx.x;
+        nonfinite |= quantize_act_chunk16(x, q, scales, row, chunk, chunk * 16u < k, k, groups, ue8m0);
+      }
+    } else {
+      for (uint32_t g = threadIdx.x / 32; g < groups; g += kThreads / 32) {
+        nonfinite |= quantize_act_group32(x, q, scales, row, g, threadIdx.x % 32, k, groups, ue8m0);
+      }
+    }
+    if (__syncthreads_or(nonfinite) && threadIdx.x == 0) atomicAdd(nonfinite_rows, 1);
+  }
 }
 
 // E FP8 codes -> E outputs = 16 bytes of T per thread (E = 8 for BF16, 4 for FP32), so that both the
@@ -277,24 +315,37 @@ __global__ void __launch_bounds__(kThreads) interleave_kernel(const Unit* __rest
 
 unsigned grid_for(uint64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
 
+// The most CTAs of the checked quantizer (one row each, grid-stride beyond): enough to fill any GPU.
+constexpr uint32_t kMaxCheckedCtas = 65536;
+
+template <typename T>
+void launch_quantize_activations(const T* x, uint8_t* q, float* s, uint32_t rows, uint32_t k, uint32_t groups,
+                                 bool ue8m0, int32_t* nonfinite_rows, cudaStream_t stream) {
+  const bool vec = k % 16 == 0;
+  if (nonfinite_rows != nullptr) {
+    const unsigned grid = rows < kMaxCheckedCtas ? rows : kMaxCheckedCtas;
+    if (vec) quantize_act_checked_kernel<true><<<grid, kThreads, 0, stream>>>(x, q, s, rows, k, groups, ue8m0, nonfinite_rows);
+    else quantize_act_checked_kernel<false><<<grid, kThreads, 0, stream>>>(x, q, s, rows, k, groups, ue8m0, nonfinite_rows);
+    return;
+  }
+  const uint64_t threads = vec ? uint64_t{rows} * groups * 8 : uint64_t{rows} * groups * 32;
+  if (vec) quantize_act_vec_kernel<<<grid_for(threads), kThreads, 0, stream>>>(x, q, s, rows, k, groups, ue8m0);
+  else quantize_act_scalar_kernel<<<grid_for(threads), kThreads, 0, stream>>>(x, q, s, rows, k, groups, ue8m0);
+}
+
 }  // namespace
 
-void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0, cudaStream_t stream) {
+void quantize_activations(const Tensor& x, const ScaledTensor& out, bool ue8m0, int32_t* nonfinite_rows,
+                          cudaStream_t stream) {
   const uint32_t rows = static_cast<uint32_t>(x.dim(0)), k = static_cast<uint32_t>(x.dim(1));
   const uint32_t groups = (k + 127) / 128;
   if (rows == 0 || k == 0) return;
   auto* q = out.data.as<uint8_t>();
   auto* s = out.scales.as<float>();
-  const bool vec = k % 16 == 0;
-  const uint64_t threads = vec ? uint64_t{rows} * groups * 8 : uint64_t{rows} * groups * 32;
   if (x.dtype == MEGAMOE_DTYPE_BF16) {
-    const auto* p = x.as<const __nv_bfloat16>();
-    if (vec) quantize_act_vec_kernel<<<grid_for(threads), kThreads, 0, stream>>>(p, q, s, rows, k, groups, ue8m0);
-    else quantize_act_scalar_kernel<<<grid_for(threads), kThreads, 0, stream>>>(p, q, s, rows, k, groups, ue8m0);
+    launch_quantize_activations(x.as<const __nv_bfloat16>(), q, s, rows, k, groups, ue8m0, nonfinite_rows, stream);
   } else {
-    const auto* p = x.as<const float>();
-    if (vec) quantize_act_vec_kernel<<<grid_for(threads), kThreads, 0, stream>>>(p, q, s, rows, k, groups, ue8m0);
-    else quantize_act_scalar_kernel<<<grid_for(threads), kThreads, 0, stream>>>(p, q, s, rows, k, groups, ue8m0);
+    launch_quantize_activations(x.as<const float>(), q, s, rows, k, groups, ue8m0, nonfinite_rows, stream);
   }
   check_launch("quantize_activations kernel");
 }

@@ -40,7 +40,7 @@ ScaledTensor Exchange::stage(const TokenBatch& batch, void* stream) {
   const ScaledTensor staged{view(staged_x_.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, tokens, geometry_.hidden),
                             view(staged_scales_.as<void>(), MEGAMOE_DTYPE_FP32, tokens, geometry_.scale_count())};
   // As the single-GPU layer quantizes x (docs/NUMERICS.md section 4, step 1).
-  backend().quantize_activations(batch.x, staged, false, stream);
+  backend().quantize_activations(batch.x, staged, false, std::nullopt, stream);
   return staged;
 }
 

@@ -65,13 +65,13 @@ public sealed class PackageTests
     }
 
     [Test]
-    public void ThePackageHoldsDocsReadmeAndNativeLibrary()
+    public void ThePackageHoldsDocsReadmeLicenceAndNativeLibraryAndItsMetadata()
     {
         string version = Metadata("MegaMoeHeaderVersion");
         string package = Path.Combine(Metadata("MegaMoePackageSource"), $"MegaMoe.{version}.nupkg");
         using ZipArchive zip = ZipFile.OpenRead(package);
         zip.Entries.Select(e => e.FullName).Should().Contain(
-            ["lib/net10.0/MegaMoe.dll", "lib/net10.0/MegaMoe.xml", "README.md", "runtimes/linux-x64/native/libmegamoe.so"]);
+            ["lib/net10.0/MegaMoe.dll", "lib/net10.0/MegaMoe.xml", "README.md", "LICENSE", "runtimes/linux-x64/native/libmegamoe.so"]);
 
         using Stream nuspec = zip.Entries.Single(e => e.FullName.EndsWith(".nuspec", StringComparison.Ordinal)).Open();
         XElement metadata = XDocument.Load(nuspec).Root!.Elements().Single(e => e.Name.LocalName == "metadata");
@@ -81,5 +81,11 @@ public sealed class PackageTests
         Field("readme").Should().Be("README.md");
         Field("description").Should().Contain("FP8");
         metadata.Elements().Single(e => e.Name.LocalName == "repository").Attribute("type")!.Value.Should().Be("git");
+        XElement license = metadata.Elements().Single(e => e.Name.LocalName == "license");
+        license.Attribute("type")!.Value.Should().Be("expression");
+        license.Value.Should().Be("MIT");
+        Field("authors").Should().Be("The MegaMoe authors");
+        Field("copyright").Should().Be("Copyright (c) 2026 The MegaMoe authors");
+        Field("tags").Should().Contain("moe");
     }
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -188,6 +189,10 @@ struct EpCase {
   Routing routing;
   bool some_empty;
 };
+
+void PrintTo(const EpCase& c, std::ostream* os) {
+  *os << "W=" << c.world_size << " " << mmt::routing_name(c.routing) << (c.some_empty ? ", some ranks empty" : "");
+}
 
 class GpuEpLayer : public ::testing::TestWithParam<EpCase> {};
 

@@ -29,11 +29,14 @@ HostVec<float> activation_values(mmt::Rng& rng, int64_t m, int64_t k, bool with_
   return x;
 }
 
-// Runs quantize_activations on both backends; x given as float values, sent as `dtype`.
-void check_quantize_activations(Contexts& c, mmt::Rng& rng, int64_t m, int64_t k, megamoe_dtype_t dtype, bool ue8m0) {
-  SCOPED_TRACE(testing::Message() << "M=" << m << " K=" << k << " dtype=" << dtype << " ue8m0=" << ue8m0);
+// Runs quantize_activations on both backends (with `checked`, megamoe_quantize_activations_checked on
+// values that hold non-finite rows, whose counts must agree too); x given as float values, sent as
+// `dtype`.
+void check_quantize_activations(Contexts& c, const HostVec<float>& values, int64_t m, int64_t k,
+                                megamoe_dtype_t dtype, bool ue8m0, bool checked = false) {
+  SCOPED_TRACE(testing::Message() << "M=" << m << " K=" << k << " dtype=" << dtype << " ue8m0=" << ue8m0
+                                  << " checked=" << checked);
   const int64_t groups = (k + 127) / 128;
-  const HostVec<float> values = activation_values(rng, m, k, true);
   const HostVec<uint16_t> bf16 = mmt::to_bf16(values);
   const void* host_x = dtype == MEGAMOE_DTYPE_BF16 ? static_cast<const void*>(bf16.data()) : values.data();
   const int64_t x_bytes = m * k * mmt::dtype_bytes(dtype);
@@ -42,25 +45,38 @@ void check_quantize_activations(Contexts& c, mmt::Rng& rng, int64_t m, int64_t k
   // CPU reference through the CPU backend.
   HostVec<uint8_t> q_ref(static_cast<std::size_t>(m * k));
   HostVec<float> s_ref(static_cast<std::size_t>(m * groups));
+  HostVec<int32_t> count_ref(1, 5);
   {
     const auto x_t = mmt::make_tensor(host_x, dtype, {m, k});
     const auto q_t = mmt::make_tensor(q_ref.data(), MEGAMOE_DTYPE_FP8_E4M3, {m, k});
     const auto s_t = mmt::make_tensor(s_ref.data(), MEGAMOE_DTYPE_FP32, {m, groups});
-    MMT_OK(megamoe_quantize_activations(c.cpu, &x_t, &q_t, &s_t, flags, nullptr));
+    const auto c_t = mmt::make_tensor(count_ref.data(), MEGAMOE_DTYPE_INT32, {1});
+    MMT_OK(megamoe_quantize_activations_checked(c.cpu, &x_t, &q_t, &s_t, flags, checked ? &c_t : nullptr, nullptr));
   }
-  DeviceBuffer x(c.gpu, x_bytes), q(c.gpu, m * k), s(c.gpu, m * groups * 4);
+  DeviceBuffer x(c.gpu, x_bytes), q(c.gpu, m * k), s(c.gpu, m * groups * 4), count(c.gpu, 4);
   x.upload(host_x, x_bytes);
   q.poison();
   s.poison();
+  count.upload(HostVec<int32_t>(1, 5));
   const auto x_t = x.tensor(dtype, {m, k});
   const auto q_t = q.tensor(MEGAMOE_DTYPE_FP8_E4M3, {m, k});
   const auto s_t = s.tensor(MEGAMOE_DTYPE_FP32, {m, groups});
-  MMT_OK(megamoe_quantize_activations(c.gpu, &x_t, &q_t, &s_t, flags, nullptr));
+  const auto c_t = count.tensor(MEGAMOE_DTYPE_INT32, {1});
+  if (checked) {
+    MMT_OK(megamoe_quantize_activations_checked(c.gpu, &x_t, &q_t, &s_t, flags, &c_t, nullptr));
+  } else {
+    MMT_OK(megamoe_quantize_activations(c.gpu, &x_t, &q_t, &s_t, flags, nullptr));
+  }
   MMT_OK(megamoe_context_synchronize(c.gpu, nullptr));
   const auto q_gpu = q.download<uint8_t>(m * k);
   const auto s_gpu = s.download<float>(m * groups);
   EXPECT_TRUE(mmt::bytes_equal(q_gpu.data(), q_ref.data(), m * k));
   EXPECT_TRUE(mmt::float_bits_equal(s_gpu.data(), s_ref.data(), m * groups));
+  EXPECT_EQ(count.download<int32_t>(1)[0], count_ref[0]);
+  if (checked) {
+    EXPECT_GT(count_ref[0], 5) << "the rows to count";
+    return;  // infinite scales (from infinite input) dequantize to NaNs whose bits the contract leaves open
+  }
 
   // Dequantize the result back on both backends, BF16 and FP32.
   for (megamoe_dtype_t out_dtype : {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}) {
@@ -98,7 +114,8 @@ TEST(GpuQuantize, ActivationsBitwise) {
                                                            {33, 200}, {5, 7}, {300, 2048}};
   for (auto [m, k] : shapes) {
     for (megamoe_dtype_t dtype : {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}) {
-      for (bool ue8m0 : {false, true}) check_quantize_activations(c, rng, m, k, dtype, ue8m0);
+      const HostVec<float> values = activation_values(rng, m, k, true);
+      for (bool ue8m0 : {false, true}) check_quantize_activations(c, values, m, k, dtype, ue8m0);
     }
   }
 }
@@ -114,6 +131,33 @@ TEST(GpuQuantize, ZeroRowsWriteNothing) {
   MMT_OK(megamoe_quantize_activations(c.gpu, &x_t, &q_t, &s_t, 0, nullptr));
   const auto bytes = q.download<uint8_t>(16);
   EXPECT_TRUE(mmt::all_bytes_are(bytes.data(), bytes.size()));
+}
+
+// The checked quantizer: the same bits as the CPU backend, and the same count of rows holding a NaN or
+// an infinity. Rows of K = 7168 span several CTAs of the unchecked kernel, so a row counted once per
+// CTA would show here; 70,000 rows exceed the checked kernel's 65,536 CTAs (grid-stride).
+TEST(GpuQuantize, CheckedCountsNonFiniteRowsOnceEach) {
+  MMT_REQUIRE_CUDA();
+  Contexts c;
+  ASSERT_NE(c.gpu, nullptr) << megamoe_last_error_message();
+  const uint64_t seed = mmt::fresh_seed();
+  MMT_SEED_TRACE(seed);
+  mmt::Rng rng(seed);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (auto [m, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 128}, {37, 7168}, {70000, 144}, {33, 200}}) {
+    HostVec<float> values = activation_values(rng, m, k, false);
+    for (int64_t r = 0; r < m; ++r) {
+      if (!rng.chance(0.3)) continue;  // one to three non-finite values anywhere, often in the last column
+      for (int64_t n = rng.range(1, 3); n > 0; --n) {
+        const int64_t col = rng.chance(0.3) ? k - 1 : rng.range(0, k - 1);
+        values[static_cast<std::size_t>(r * k + col)] = specials[rng.range(0, 2)];
+      }
+    }
+    for (megamoe_dtype_t dtype : {MEGAMOE_DTYPE_BF16, MEGAMOE_DTYPE_FP32}) {
+      check_quantize_activations(c, values, m, k, dtype, false, true);
+    }
+  }
 }
 
 void check_weights(Contexts& c, mmt::Rng& rng, int64_t e, int64_t n, int64_t k, bool grouped, megamoe_dtype_t dtype,

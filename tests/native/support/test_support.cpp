@@ -29,6 +29,21 @@ int64_t numel(const std::vector<int64_t>& shape) {
   return n;
 }
 
+megamoe_moe_config_t moe_config(int32_t experts, int32_t top_k, int64_t hidden, int64_t intermediate,
+                                int64_t max_tokens) {
+  megamoe_moe_config_t c;
+  std::memset(&c, 0, sizeof c);
+  c.struct_size = sizeof c;
+  c.num_experts = experts;
+  c.top_k = top_k;
+  c.hidden = hidden;
+  c.intermediate = intermediate;
+  c.max_tokens = max_tokens;
+  c.activation_alpha = 1.0f;
+  c.routed_scaling_factor = 1.0f;
+  return c;
+}
+
 megamoe_tensor_t make_tensor(const void* data, megamoe_dtype_t dtype, const std::vector<int64_t>& shape) {
   megamoe_tensor_t t;
   std::memset(&t, 0, sizeof t);

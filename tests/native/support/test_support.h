@@ -64,6 +64,11 @@ inline megamoe_tensor_t make_tensor(const void* data, megamoe_dtype_t dtype, std
   return make_tensor(data, dtype, std::vector<int64_t>(shape));
 }
 
+// A MoE layer configuration of these sizes with the plain SwiGLU defaults: alpha 1, beta 0, no clamp,
+// routed scaling factor 1, no flags, no progress callback.
+megamoe_moe_config_t moe_config(int32_t experts, int32_t top_k, int64_t hidden, int64_t intermediate,
+                                int64_t max_tokens);
+
 // ------------------------------------------------------------------------------------------------
 // A CPU context for the duration of a test (ADD_FAILURE if it cannot be created).
 // ------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 using System.Text.Json;
 using FluentAssertions;
+using MegaMoe.Cli.Bench;
 using MegaMoe.Cli.Tests.Support;
 using NUnit.Framework;
+using ScottPlot;
 
 namespace MegaMoe.Cli.Tests.Commands;
 
@@ -48,6 +50,31 @@ public sealed class BenchCommandTests
         result.ExitCode.Should().Be(0, result.ToString());
         result.Stdout.Should().ContainAll("moe/custom_e4_k2_t2", "moe/qwen3-30b_e4_k2_t2", "median (us)", "TFLOPS", "plot:");
         File.Exists(dir.File("p.png")).Should().BeTrue();
+    }
+
+    [Test]
+    public void ThePlotHasATitleAxisLabelsWithUnitsAndALegendEntryPerLine()
+    {
+        var document = new BenchDocument("abc1234", "NVIDIA H200", "13.0", "2026-12-01", "test", [
+            new BenchResult("moe/qwen3-30b_e128_k8_t1", 50, 0.5, 900, null, "cuda", 1, 1.2, "none"),
+            new BenchResult("moe/qwen3-30b_e128_k8_t128", 80, 40, 1200, null, "cuda", 128, 90, "none"),
+            new BenchResult("moe/qwen3-30b_e128_k8_t1", 900, 0.01, 40, null, "cpu", 1, 1.2, "none"),
+        ]);
+
+        Plot plot = BenchPlot.Build(document, BenchPlot.KnownPeak(document.Card));
+
+        plot.Axes.Title.Label.Text.Should().Contain("roofline").And.Contain("NVIDIA H200");
+        plot.Axes.Bottom.Label.Text.Should().Contain("arithmetic intensity").And.Contain("FLOP/byte");
+        plot.Axes.Left.Label.Text.Should().Contain("TFLOPS");
+        plot.Legend.IsVisible.Should().BeTrue();
+        plot.GetPlottables().OfType<ScottPlot.Plottables.Scatter>().Select(s => s.LegendText).Should().Equal(
+            "qwen3-30b_e128_k8 (cuda)", "qwen3-30b_e128_k8 (cpu)", "roof: 1979 TFLOPS, 4800 GB/s");
+        using (plot.GetImage(1000, 640))
+        {
+        }
+
+        string[] yTicks = plot.Axes.Left.TickGenerator.Ticks.Where(t => t.IsMajor).Select(t => t.Label).ToArray();
+        yTicks.Should().Contain(["0.01", "0.02", "0.05", "1", "1000"], "every 1-2-5 step of the log axis is labelled with its value");
     }
 
     [Test]

@@ -58,6 +58,47 @@ public sealed class QuantizationTests : CpuContextFixture
     }
 
     [Test]
+    public void CheckedQuantizationCountsRowsWithNaNOrInfinityAndWritesThePlainBits(
+        [Values(DataType.BFloat16, DataType.Float32)] DataType inputType)
+    {
+        Random random = TestRandom.Create();
+        float[] x = random.NextActivations(5, 300);
+        x[7] = float.NaN;
+        x[300 + 299] = float.NegativeInfinity;
+        x[300 + 3] = float.PositiveInfinity;
+        x[1200 + 150] = -float.NaN;
+        var scenario = new QuantizationScenario(false, 1, 5, 300, inputType, QuantizationOptions.None, x);
+        (byte[] expectedQ, float[] expectedScales) = scenario.Run(Cpu);
+        using var scope = new DeviceScope(Cpu);
+        DeviceTensor input = inputType == DataType.BFloat16
+            ? scope.Upload(DataType.BFloat16, Bf16.FromFloats(x), 5, 300)
+            : scope.Upload(DataType.Float32, x, 5, 300);
+        DeviceTensor q = scope.Allocate(DataType.Float8E4M3, 5, 300);
+        DeviceTensor scales = scope.Allocate(DataType.Float32, 5, 3);
+        DeviceTensor count = scope.Upload(DataType.Int32, [10], 1);
+
+        Cpu.QuantizeActivationsChecked(input, q, scales, count);
+
+        count.ToArray<int>().Should().Equal([13], "rows 0, 1 and 4 hold non-finite values, added to the 10 there");
+        BitAssert.Equal(q.ToArray<byte>(), expectedQ, "q");
+        BitAssert.Equal(scales.ToArray<float>(), expectedScales, "scales");
+    }
+
+    [Test]
+    public void CheckedQuantizationRejectsACountOfTheWrongShapeAndLeavesItAlone()
+    {
+        using var scope = new DeviceScope(Cpu);
+        DeviceTensor x = scope.Filled(DataType.Float32, 0xFF, 2, 128);
+        DeviceTensor count = scope.Upload(DataType.Int32, [3, 4], 2);
+
+        Action act = () => Cpu.QuantizeActivationsChecked(
+            x, scope.Allocate(DataType.Float8E4M3, 2, 128), scope.Allocate(DataType.Float32, 2, 1), count);
+
+        act.Should().Throw<MegaMoeInvalidArgumentException>().WithMessage("*'nonfinite_rows'*");
+        count.ToArray<int>().Should().Equal([3, 4]);
+    }
+
+    [Test]
     public void DequantizationMatchesReference(
         [Values(false, true)] bool weights,
         [Values(DataType.BFloat16, DataType.Float32)] DataType outputType)
