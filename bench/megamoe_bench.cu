@@ -23,6 +23,7 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
@@ -519,6 +520,7 @@ struct Bench {
 }  // namespace
 
 #include "routed_moe_cases.cuh"
+#include "ep_cases.cuh"
 
 namespace {
 
@@ -596,6 +598,7 @@ int main(int argc, char** argv) {
   }
   for (int64_t t : {1, 16, 128, 512, 4096, 16384}) routed_cases::moe_layer(bench, t, 32);
   routed_cases::moe_layer(bench, 1, 256);
+  for (int32_t w : {1, 2, 4, 8}) ep_cases::ep_layer(bench, w, 128);
   MM_OK(megamoe_context_destroy(bench.ctx));
 
   // JSON
