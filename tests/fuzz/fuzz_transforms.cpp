@@ -66,11 +66,13 @@ void activations(FuzzInput& in, bool quantize) {
   void* stream = stream_argument(in);
   const bool valid = good_context && flags_valid && !call.mutated();
   if (checked) {
+    // Only an unmutated counter is known to be 4 bytes of INT32.
+    const bool counted = valid && nonfinite != nullptr;
     int32_t before = 0;
-    if (nonfinite != nullptr && nonfinite->data != nullptr) std::memcpy(&before, nonfinite->data, 4);
+    if (counted) std::memcpy(&before, nonfinite->data, 4);
     const megamoe_status_t status = call.run(
         [&] { return megamoe_quantize_activations_checked(context, x, q, scales, flags, nonfinite, stream); }, valid);
-    if (status == MEGAMOE_SUCCESS && valid && nonfinite != nullptr) {
+    if (status == MEGAMOE_SUCCESS && counted) {
       int32_t after = 0;
       std::memcpy(&after, nonfinite->data, 4);
       const int32_t want = static_cast<int32_t>(static_cast<uint32_t>(before) +
