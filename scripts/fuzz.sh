@@ -10,7 +10,7 @@
 #     --max-len N  longest input, in bytes (default 128: a few calls per input, so executions stay fast)
 #     --jobs N     targets run at once (default: nproc)
 #     --merge      add the inputs that reach new coverage to tests/fuzz/corpus/<target>/
-#     target       handles transforms gemm routed moe (default: all)
+#     target       handles transforms gemm routed moe ep (default: all)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(handles transforms gemm routed moe)
+[ ${#targets[@]} -eq 0 ] && targets=(handles transforms gemm routed moe ep)
 
 # clang++, else the newest clang++-NN on PATH; it must link -fsanitize=fuzzer (libclang-rt-NN-dev).
 cxx=""
