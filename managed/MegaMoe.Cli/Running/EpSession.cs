@@ -135,56 +135,71 @@ internal sealed class EpSession : IDisposable
     {
         var samples = new List<double>[WorldSize][];
         var slowest = new double[runs];
-        bool stop = false;
-        // Every rank makes the same number of collective calls: they stop together, at a pass boundary.
-        using var pass = new Barrier(WorldSize, _ => stop = cancellationToken.IsCancellationRequested);
+        bool stop = false, failed = false;
+        // Every rank makes the same number of collective calls: they stop together, at a pass boundary, when cancelled
+        // or when a rank failed (an EP forward that fails on one rank still completes its exchanges on every rank).
+        using var pass = new Barrier(WorldSize, _ => stop = Volatile.Read(ref failed) || cancellationToken.IsCancellationRequested);
         RunRanks(WorldSize, r =>
         {
-            samples[r] = [[], [], [], []];
-            RoutedInputs input = inputs[r];
-            long h = _layers[r].Config.Hidden;
-            MoeContext context = _contexts[r];
-            using DeviceTensor x = DeviceTensor.Allocate(context, DataType.BFloat16, input.Tokens, h);
-            using DeviceTensor topkIdx = DeviceTensor.Allocate(context, DataType.Int32, input.Tokens, input.TopK);
-            using DeviceTensor topkWeights = DeviceTensor.Allocate(context, DataType.Float32, input.Tokens, input.TopK);
-            using DeviceTensor y = DeviceTensor.Allocate(context, DataType.BFloat16, input.Tokens, h);
-            x.CopyFrom<BFloat16>(input.X);
-            topkIdx.CopyFrom<int>(input.TopkIdx);
-            topkWeights.CopyFrom<float>(input.TopkWeights);
-            var stopwatch = new Stopwatch();
-            for (int run = 0; run < warmup + runs; run++)
+            try
             {
-                pass.SignalAndWait(CancellationToken.None);
-                if (stop)
-                {
-                    return;
-                }
-
-                stopwatch.Restart();
-                _layers[r].Forward(x, null, topkIdx, topkWeights, y);
-                context.Synchronize();
-                double seconds = stopwatch.Elapsed.TotalSeconds;
-                if (run < warmup)
-                {
-                    continue;
-                }
-
-                EpTimings t = _layers[r].Timings;
-                samples[r][0].Add(t.DispatchMilliseconds / 1e3);
-                samples[r][1].Add(t.ComputeMilliseconds / 1e3);
-                samples[r][2].Add(t.CombineMilliseconds / 1e3);
-                samples[r][3].Add(seconds);
-                InterlockedMax(ref slowest[run - warmup], seconds);
-                if (r == 0)
-                {
-                    afterEachRun?.Invoke();
-                }
+                samples[r] = TimeRank(r, inputs[r], warmup, runs, pass, () => stop, slowest, r == 0 ? afterEachRun : null);
+            }
+            catch
+            {
+                Volatile.Write(ref failed, true);
+                pass.RemoveParticipant();
+                throw;
             }
         });
         cancellationToken.ThrowIfCancellationRequested();
         EpRankTiming[] ranks = [.. Enumerable.Range(0, WorldSize).Select(r => new EpRankTiming(
             r, Median(samples[r][0]), Median(samples[r][1]), Median(samples[r][2]), Median(samples[r][3])))];
         return (ranks, Median([.. slowest]));
+    }
+
+    // Rank r's passes, one per barrier phase: its dispatch, compute, combine and call times (seconds) per timed pass.
+    private List<double>[] TimeRank(
+        int r, RoutedInputs input, int warmup, int runs, Barrier pass, Func<bool> stop, double[] slowest, Action? afterEachRun)
+    {
+        List<double>[] samples = [[], [], [], []];
+        long h = _layers[r].Config.Hidden;
+        MoeContext context = _contexts[r];
+        using DeviceTensor x = DeviceTensor.Allocate(context, DataType.BFloat16, input.Tokens, h);
+        using DeviceTensor topkIdx = DeviceTensor.Allocate(context, DataType.Int32, input.Tokens, input.TopK);
+        using DeviceTensor topkWeights = DeviceTensor.Allocate(context, DataType.Float32, input.Tokens, input.TopK);
+        using DeviceTensor y = DeviceTensor.Allocate(context, DataType.BFloat16, input.Tokens, h);
+        x.CopyFrom<BFloat16>(input.X);
+        topkIdx.CopyFrom<int>(input.TopkIdx);
+        topkWeights.CopyFrom<float>(input.TopkWeights);
+        var stopwatch = new Stopwatch();
+        for (int run = 0; run < warmup + runs; run++)
+        {
+            pass.SignalAndWait(CancellationToken.None);
+            if (stop())
+            {
+                break;
+            }
+
+            stopwatch.Restart();
+            _layers[r].Forward(x, null, topkIdx, topkWeights, y);
+            context.Synchronize();
+            double seconds = stopwatch.Elapsed.TotalSeconds;
+            if (run < warmup)
+            {
+                continue;
+            }
+
+            EpTimings t = _layers[r].Timings;
+            samples[0].Add(t.DispatchMilliseconds / 1e3);
+            samples[1].Add(t.ComputeMilliseconds / 1e3);
+            samples[2].Add(t.CombineMilliseconds / 1e3);
+            samples[3].Add(seconds);
+            InterlockedMax(ref slowest[run - warmup], seconds);
+            afterEachRun?.Invoke();
+        }
+
+        return samples;
     }
 
     public void Dispose()
