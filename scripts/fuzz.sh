@@ -12,7 +12,7 @@
 #     --merge      add the inputs that reach new edges to tests/fuzz/corpus/<target>/
 #     --minimize   no fuzzing: replace tests/fuzz/corpus/<target>/ by the subset that libFuzzer's merge
 #                  keeps to reach the same edges; prints inputs and coverage before and after
-#     target       handles transforms gemm routed moe (default: all)
+#     target       handles transforms gemm routed moe ep (default: all)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("$1"); shift ;;
   esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(handles transforms gemm routed moe)
+[ ${#targets[@]} -eq 0 ] && targets=(handles transforms gemm routed moe ep)
 
 # clang++, else the newest clang++-NN on PATH; it must link -fsanitize=fuzzer (libclang-rt-NN-dev).
 cxx=""

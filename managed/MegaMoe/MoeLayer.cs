@@ -55,10 +55,7 @@ public sealed class MoeLayer : IDisposable
         MegaMoeTensor t2 = TensorArgs.Required(w2), t2s = TensorArgs.Optional(w2Scales);
         using var lease = new TensorLease(w13, w13Scales, w2, w2Scales);
 
-        // The callback (and the GC handle behind it) only when someone listens: otherwise the native side skips it.
-        using ProgressBridge? bridge = progress is not null || cancellationToken.CanBeCanceled
-            ? new ProgressBridge(progress, cancellationToken)
-            : null;
+        using ProgressBridge? bridge = ProgressBridge.For(progress, cancellationToken);
         var config = new MegaMoeMoeConfig
         {
             StructSize = (uint)sizeof(MegaMoeMoeConfig),
@@ -80,22 +77,7 @@ public sealed class MoeLayer : IDisposable
         MegaMoeStatus status = NativeMethods.megamoe_moe_layer_create(
             context.Handle, &config, &t13, w13Scales is null ? null : &t13s, &t2, w2Scales is null ? null : &t2s, stream,
             out MoeLayerHandle handle);
-        if (status != MegaMoeStatus.Success)
-        {
-            try
-            {
-                if (bridge is not null)
-                {
-                    bridge.ThrowIfFailed(status);
-                }
-
-                status.ThrowIfFailed();
-            }
-            finally
-            {
-                handle.Dispose();
-            }
-        }
+        ProgressBridge.ThrowIfCreateFailed(status, bridge, handle);
 
         try
         {

@@ -261,7 +261,7 @@ void plain_values(FuzzInput& in) {
       const int64_t size = megamoe_struct_size(null_name ? nullptr : name.c_str());
       const std::string as_c = name.c_str();  // what the library sees: up to the first NUL
       const bool known = !null_name && (as_c == "megamoe_tensor_t" || as_c == "megamoe_device_info_t" ||
-                                        as_c == "megamoe_moe_config_t");
+                                        as_c == "megamoe_moe_config_t" || as_c == "megamoe_ep_config_t");
       if ((size > 0) != known || (!known && size != -1)) fail("megamoe_struct_size is wrong");
       break;
     }

@@ -22,18 +22,7 @@ using mmt::MoeBatch;
 using mmt::MoeProblem;
 using mmt::Routing;
 
-class Dispatcher {
- public:
-  Dispatcher() = default;
-  ~Dispatcher() { EXPECT_EQ(megamoe_ep_dispatcher_destroy(d_), MEGAMOE_SUCCESS) << last_error(); }
-  Dispatcher(const Dispatcher&) = delete;
-  Dispatcher& operator=(const Dispatcher&) = delete;
-  megamoe_ep_dispatcher_t* out() { return &d_; }
-  megamoe_ep_dispatcher_t get() const { return d_; }
-
- private:
-  megamoe_ep_dispatcher_t d_ = nullptr;
-};
+using Dispatcher = mmt::Owned<megamoe_ep_dispatcher_t, megamoe_ep_dispatcher_destroy>;
 
 // One received token of the reference: where it came from and what arrives.
 struct Arrival {

@@ -562,6 +562,31 @@ TEST(EpErrors, HandleAndArgumentMisuse) {
   EXPECT_EQ(megamoe_struct_size("megamoe_ep_config_t"), static_cast<int64_t>(sizeof(megamoe_ep_config_t)));
 }
 
+TEST(EpErrors, LiveObjectsCountEveryEpHandle) {
+  const uint64_t seed = mmt::fresh_seed();
+  MMT_SEED_TRACE(seed);
+  mmt::Rng rng(seed);
+  const World wd(rng, 1, 2, 2);
+  mmt::ScopedContext ctx;
+  megamoe_context_t context = ctx.get();
+  const int64_t base = megamoe_live_object_count();
+  megamoe_ep_comm_t comm = nullptr;
+  ASSERT_EQ(megamoe_ep_comm_create_loopback(&context, 1, &comm), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_EQ(megamoe_live_object_count(), base + 1);
+  const megamoe_ep_config_t c = wd.config(0);
+  megamoe_ep_dispatcher_t d = nullptr;
+  ASSERT_EQ(megamoe_ep_dispatcher_create(comm, &c, nullptr, &d), MEGAMOE_SUCCESS) << last_error();
+  megamoe_ep_layer_t layer = nullptr;
+  ASSERT_EQ(wd.create(comm, 0, &layer), MEGAMOE_SUCCESS) << last_error();
+  EXPECT_EQ(megamoe_live_object_count(), base + 3);
+  // The endpoint stays while its objects do; the count follows the handles.
+  EXPECT_EQ(megamoe_ep_comm_destroy(comm), MEGAMOE_SUCCESS);
+  EXPECT_EQ(megamoe_live_object_count(), base + 2);
+  EXPECT_EQ(megamoe_ep_dispatcher_destroy(d), MEGAMOE_SUCCESS);
+  EXPECT_EQ(megamoe_ep_layer_destroy(layer), MEGAMOE_SUCCESS);
+  EXPECT_EQ(megamoe_live_object_count(), base);
+}
+
 // ------------------------------------------------------------------------------------------------
 // NCCL in a build without CUDA: arguments first, then the reason it is unavailable.
 // ------------------------------------------------------------------------------------------------

@@ -26,21 +26,8 @@ using mmt::MoeWeightArgs;
 using mmt::Routing;
 using mmt::WeightMode;
 
-template <typename Handle, megamoe_status_t (*Destroy)(Handle)>
-class Owned {
- public:
-  Owned() = default;
-  ~Owned() { EXPECT_EQ(Destroy(h_), MEGAMOE_SUCCESS) << last_error(); }
-  Owned(const Owned&) = delete;
-  Owned& operator=(const Owned&) = delete;
-  Handle* out() { return &h_; }
-  Handle get() const { return h_; }
-
- private:
-  Handle h_ = nullptr;
-};
-using EpLayer = Owned<megamoe_ep_layer_t, megamoe_ep_layer_destroy>;
-using SingleLayer = Owned<megamoe_moe_layer_t, megamoe_moe_layer_destroy>;
+using EpLayer = mmt::Owned<megamoe_ep_layer_t, megamoe_ep_layer_destroy>;
+using SingleLayer = mmt::Owned<megamoe_moe_layer_t, megamoe_moe_layer_destroy>;
 
 // Rank r's weights: FP8 or BF16, canonical or interleaved, by rank (those need not agree across ranks).
 WeightMode mode_of(int32_t rank) { return rank % 2 == 0 ? WeightMode::Fp8 : WeightMode::Bf16; }

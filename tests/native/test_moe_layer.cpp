@@ -29,22 +29,7 @@ using mmt::MoeWeightArgs;
 using mmt::Routing;
 using mmt::WeightMode;
 
-class Layer {
- public:
-  Layer() = default;
-  ~Layer() {
-    if (layer_ != nullptr) {
-      EXPECT_EQ(megamoe_moe_layer_destroy(layer_), MEGAMOE_SUCCESS);
-    }
-  }
-  Layer(const Layer&) = delete;
-  Layer& operator=(const Layer&) = delete;
-  megamoe_moe_layer_t* out() { return &layer_; }
-  megamoe_moe_layer_t get() const { return layer_; }
-
- private:
-  megamoe_moe_layer_t layer_ = nullptr;
-};
+using Layer = mmt::Owned<megamoe_moe_layer_t, megamoe_moe_layer_destroy>;
 
 megamoe_status_t create_layer(megamoe_context_t ctx, const MoeProblem& p, WeightMode mode, bool interleaved, Layer& layer,
                               megamoe_progress_fn progress = nullptr, void* user = nullptr) {

@@ -45,6 +45,12 @@ internal static class BenchCommand
         public Option<double?> PeakTflops { get; } = new("--peak-tflops") { Description = "Device peak for the plot's roof (known for H100/H200)" };
 
         public Option<double?> PeakGbps { get; } = new("--peak-gbps") { Description = "Device memory bandwidth for the plot's roof, GB/s" };
+
+        public Option<int> Ep { get; } = CommonOptions.Positive(
+            "--ep",
+            "Expert parallelism over W ranks in this process (loopback transport, one thread and context per rank, experts split evenly); --tokens counts per rank; reports dispatch, compute, combine and total per rank",
+            0,
+            allowZero: true);
     }
 
     public static Command Create(CliConsole console)
@@ -53,7 +59,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Sweep model shapes, token counts and backends; print a table, write JSON (bench/results schema) and a roofline PNG");
         command.Options.Add(o.Models);
         o.Shape.AddTo(command, withModel: false);
-        CommandRunner.Bind(command, console, new Option[] { o.Tokens, o.Backends, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Output, o.Plot, o.Commit, o.PeakTflops, o.PeakGbps },
+        CommandRunner.Bind(command, console, new Option[] { o.Tokens, o.Backends, o.ExpertSpecialization, o.Runs, o.Warmup, o.Seed, o.Threads, o.Ep, o.Output, o.Plot, o.Commit, o.PeakTflops, o.PeakGbps },
             (parse, json, cancellationToken) => Run(console, parse, o, json, cancellationToken));
         return command;
     }
@@ -73,6 +79,12 @@ internal static class BenchCommand
             model.CheckTokens(tokens[^1]);
         }
 
+        int ep = parse.GetValue(o.Ep);
+        if (models.FirstOrDefault(m => m.Experts < ep) is { } small)
+        {
+            throw CliException.Usage($"--ep {ep} needs at least {ep} experts (every rank owns one or more); {small.Name} has {small.Experts}.");
+        }
+
         CommandRunner.RequireNativeLibrary();
         int runs = parse.GetValue(o.Runs), warmup = parse.GetValue(o.Warmup), threads = parse.GetValue(o.Threads);
         ulong seed = parse.GetValue(o.Seed);
@@ -81,40 +93,64 @@ internal static class BenchCommand
         var devices = new List<string>();
         string? cuda = null;
 
+        void Record(MoeContext context)
+        {
+            DeviceInfo device = context.DeviceInfo;
+            devices.Add(device.Name);
+            if (context.Backend == Backend.Cuda && device.RuntimeVersion > 0)
+            {
+                cuda = string.Create(CultureInfo.InvariantCulture, $"{device.RuntimeVersion / 1000}.{device.RuntimeVersion % 1000 / 10}");
+            }
+        }
+
+        void Add(string name, MoeContext context, int t, double seconds, double flops, double bytes, EpReport? report) =>
+            results.Add(new BenchResult(
+                name,
+                Us(seconds),
+                Math.Round(flops / seconds / 1e12, 4),
+                Math.Round(bytes / seconds / 1e9, 2),
+                null,
+                context.Backend.ToString().ToLowerInvariant(),
+                t,
+                Math.Round(flops / bytes, 4),
+                specialization.Name(),
+                report));
+
         ProgressDisplay.Run(console, json, tasks =>
         {
             var bars = (from b in backends from m in models select (Backend: b, Model: m, Bar: tasks.Start($"{b.ToString().ToLowerInvariant()} {m.Name} ({m.Describe()})", 1 + (tokens.Length * (warmup + runs))))).ToList();
             foreach ((Backend backend, ModelShape model, IProgress<double> bar) in bars)
             {
                 var weights = new SyntheticMoe(model.Experts, model.Hidden, model.Intermediate, seed);
-                (MoeContext context, LayerSession session) = BackendChoice.CreateLayer(backend, threads, c =>
-                    LayerSession.Create(c, weights, model.TopK, tokens[^1], model.RoutedScalingFactor, specialization, bar, cancellationToken));
-                using (context)
-                using (session)
+                if (ep > 0)
                 {
-                    DeviceInfo device = context.DeviceInfo;
-                    devices.Add(device.Name);
-                    if (context.Backend == Backend.Cuda && device.RuntimeVersion > 0)
+                    using EpSession session = EpSession.Create(
+                        backend, ep, threads, weights, model.TopK, Math.Max(tokens[^1], 1), model.RoutedScalingFactor, specialization, bar, cancellationToken);
+                    Record(session.Contexts[0]);
+                    int done = 1;
+                    foreach (int t in tokens)
                     {
-                        cuda = string.Create(CultureInfo.InvariantCulture, $"{device.RuntimeVersion / 1000}.{device.RuntimeVersion % 1000 / 10}");
+                        RoutedInputs[] inputs = [.. Enumerable.Range(0, ep).Select(r => RoutedInputs.Random(t, model.Hidden, model.Experts, model.TopK, seed + (ulong)r))];
+                        (EpRankTiming[] ranks, double median) = session.Time(inputs, warmup, runs, () => bar.Report(++done), cancellationToken);
+                        var report = new EpReport(ep, [.. ranks.Select(r => new EpRankReport(r.Rank, Us(r.DispatchSeconds), Us(r.ComputeSeconds), Us(r.CombineSeconds), Us(r.TotalSeconds)))]);
+                        Add($"{model.BenchName(t)}_ep{ep}", session.Contexts[0], t, median, inputs.Sum(i => MoeCost.Flops(weights, i)), MoeCost.Bytes(weights, inputs), report);
                     }
 
+                    continue;
+                }
+
+                (MoeContext context, LayerSession single) = BackendChoice.CreateLayer(backend, threads, c =>
+                    LayerSession.Create(c, weights, model.TopK, tokens[^1], model.RoutedScalingFactor, specialization, bar, cancellationToken));
+                using (context)
+                using (single)
+                {
+                    Record(context);
                     int done = 1;
                     foreach (int t in tokens)
                     {
                         var inputs = RoutedInputs.Random(t, model.Hidden, model.Experts, model.TopK, seed);
-                        (Timing timing, _) = session.Time(inputs, warmup, runs, () => bar.Report(++done), cancellationToken);
-                        double flops = MoeCost.Flops(weights, inputs), bytes = MoeCost.Bytes(weights, inputs);
-                        results.Add(new BenchResult(
-                            model.BenchName(t),
-                            Math.Round(timing.MedianSeconds * 1e6, 2),
-                            Math.Round(flops / timing.MedianSeconds / 1e12, 4),
-                            Math.Round(bytes / timing.MedianSeconds / 1e9, 2),
-                            null,
-                            context.Backend.ToString().ToLowerInvariant(),
-                            t,
-                            Math.Round(flops / bytes, 4),
-                            specialization.Name()));
+                        (Timing timing, _) = single.Time(inputs, warmup, runs, () => bar.Report(++done), cancellationToken);
+                        Add(model.BenchName(t), context, t, timing.MedianSeconds, MoeCost.Flops(weights, inputs), MoeCost.Bytes(weights, inputs), null);
                     }
                 }
             }
@@ -128,7 +164,8 @@ internal static class BenchCommand
             card,
             cuda,
             DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
-            $"megamoe bench: median of {runs} forward passes after {warmup} warm-ups, forward + synchronize, inputs resident, random weights (seed {seed}); no baseline",
+            $"megamoe bench: median of {runs} forward passes after {warmup} warm-ups, forward + synchronize, inputs resident, random weights (seed {seed}); no baseline" +
+            (ep > 0 ? $"; --ep {ep}: {ep} ranks in one process (loopback, a thread each), the slowest rank's pass, per-rank medians of the layer's timings" : string.Empty),
             results);
         if (parse.GetValue(o.Output) is { } output)
         {
@@ -152,6 +189,8 @@ internal static class BenchCommand
 
         return ExitCodes.Success;
     }
+
+    private static double Us(double seconds) => Math.Round(seconds * 1e6, 2);
 
     private static void Print(IAnsiConsole console, BenchDocument document, FileInfo? output, FileInfo? plot)
     {
@@ -177,6 +216,32 @@ internal static class BenchCommand
         }
 
         console.Write(table);
+        if (document.Results.Any(r => r.Ep is not null))
+        {
+            var ranks = new Table().Border(TableBorder.Rounded).Title("expert parallelism: per-rank medians (us)");
+            ranks.AddColumn("name");
+            foreach (string column in new[] { "rank", "dispatch", "compute", "combine", "total" })
+            {
+                ranks.AddColumn(new TableColumn(column).RightAligned());
+            }
+
+            foreach (BenchResult r in document.Results)
+            {
+                foreach (EpRankReport rank in r.Ep?.Ranks ?? [])
+                {
+                    ranks.AddRow(
+                        r.Name,
+                        rank.Rank.ToString(CultureInfo.InvariantCulture),
+                        rank.DispatchUs.ToString("F1", CultureInfo.InvariantCulture),
+                        rank.ComputeUs.ToString("F1", CultureInfo.InvariantCulture),
+                        rank.CombineUs.ToString("F1", CultureInfo.InvariantCulture),
+                        rank.TotalUs.ToString("F1", CultureInfo.InvariantCulture));
+                }
+            }
+
+            console.Write(ranks);
+        }
+
         if (output is not null)
         {
             console.WriteLine($"results: {output.FullName}");

@@ -13,11 +13,15 @@ internal static class MoeCost
     public static double Flops(IExpertWeights weights, RoutedInputs inputs) =>
         6.0 * weights.Hidden * weights.Intermediate * inputs.TopkIdx.Count(e => e >= 0);
 
-    public static double Bytes(IExpertWeights weights, RoutedInputs inputs)
+    public static double Bytes(IExpertWeights weights, RoutedInputs inputs) => Bytes(weights, [inputs]);
+
+    /// <summary>The batches of all ranks of an expert-parallel group together: each expert's weights cross memory once.</summary>
+    public static double Bytes(IExpertWeights weights, IReadOnlyList<RoutedInputs> batches)
     {
         double perExpert = (double)weights.TotalBytes() / weights.Experts;
-        double activations = 2.0 * 2 * inputs.Tokens * weights.Hidden;
-        double routing = 8.0 * inputs.Tokens * inputs.TopK;
-        return (perExpert * inputs.DistinctExperts()) + activations + routing;
+        int experts = batches.SelectMany(b => b.TopkIdx).Where(e => e >= 0).Distinct().Count();
+        double activations = batches.Sum(b => 2.0 * 2 * b.Tokens * weights.Hidden);
+        double routing = batches.Sum(b => 8.0 * b.Tokens * b.TopK);
+        return (perExpert * experts) + activations + routing;
     }
 }

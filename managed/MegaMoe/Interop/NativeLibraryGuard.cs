@@ -77,6 +77,7 @@ internal static unsafe class NativeLibraryGuard
         ("megamoe_tensor_t", sizeof(MegaMoeTensor)),
         ("megamoe_device_info_t", sizeof(MegaMoeDeviceInfo)),
         ("megamoe_moe_config_t", sizeof(MegaMoeMoeConfig)),
+        ("megamoe_ep_config_t", sizeof(MegaMoeEpConfig)),
     ];
 
     private static bool Check()

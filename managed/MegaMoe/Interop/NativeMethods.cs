@@ -63,6 +63,24 @@ internal static unsafe partial class NativeMethods
         "megamoe_moe_layer_destroy",
         "megamoe_moe_layer_get_workspace_size",
         "megamoe_moe_layer_forward",
+        "megamoe_ep_comm_create_nccl",
+        "megamoe_ep_comm_create_loopback",
+        "megamoe_ep_comm_destroy",
+        "megamoe_ep_comm_get_rank",
+        "megamoe_nccl_get_unique_id",
+        "megamoe_nccl_comm_init_rank",
+        "megamoe_nccl_comm_init_all",
+        "megamoe_nccl_comm_destroy",
+        "megamoe_ep_dispatcher_create",
+        "megamoe_ep_dispatcher_destroy",
+        "megamoe_ep_dispatcher_get_sizes",
+        "megamoe_ep_dispatch",
+        "megamoe_ep_dispatch_expanded",
+        "megamoe_ep_combine",
+        "megamoe_ep_layer_create",
+        "megamoe_ep_layer_destroy",
+        "megamoe_ep_layer_forward",
+        "megamoe_ep_layer_get_timings",
     ];
 
     // Version
@@ -218,4 +236,77 @@ internal static unsafe partial class NativeMethods
         MoeLayerHandle layer, MegaMoeTensor* x, MegaMoeTensor* xScales, MegaMoeTensor* topkIdx,
         MegaMoeTensor* topkWeights, MegaMoeTensor* y, MegaMoeTensor* expertCounts, MegaMoeTensor* numTokens,
         nint stream);
+
+    // Expert parallelism. Arrays of handles cross as nint*: the caller holds a reference on each SafeHandle for
+    // the call. An ncclComm_t crosses as the void* it is.
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_comm_create_nccl")]
+    public static partial MegaMoeStatus megamoe_ep_comm_create_nccl(
+        ContextHandle context, nint ncclComm, out EpCommHandle comm);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_comm_create_loopback")]
+    public static partial MegaMoeStatus megamoe_ep_comm_create_loopback(nint* contexts, int worldSize, nint* comms);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_comm_destroy")]
+    public static partial MegaMoeStatus megamoe_ep_comm_destroy(nint comm);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_comm_get_rank")]
+    public static partial MegaMoeStatus megamoe_ep_comm_get_rank(EpCommHandle comm, out int rank, out int worldSize);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_nccl_get_unique_id")]
+    public static partial MegaMoeStatus megamoe_nccl_get_unique_id(byte* id, long size);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_nccl_comm_init_rank")]
+    public static partial MegaMoeStatus megamoe_nccl_comm_init_rank(
+        int worldSize, byte* id, long idSize, int rank, int deviceId, out nint comm);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_nccl_comm_init_all")]
+    public static partial MegaMoeStatus megamoe_nccl_comm_init_all(int count, int* deviceIds, nint* comms);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_nccl_comm_destroy")]
+    public static partial MegaMoeStatus megamoe_nccl_comm_destroy(nint comm);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_dispatcher_create")]
+    public static partial MegaMoeStatus megamoe_ep_dispatcher_create(
+        EpCommHandle comm, MegaMoeEpConfig* config, nint stream, out EpDispatcherHandle dispatcher);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_dispatcher_destroy")]
+    public static partial MegaMoeStatus megamoe_ep_dispatcher_destroy(nint dispatcher);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_dispatcher_get_sizes")]
+    public static partial MegaMoeStatus megamoe_ep_dispatcher_get_sizes(
+        EpDispatcherHandle dispatcher, out long maxRecvTokens, out long maxRecvRowsExpanded);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_dispatch")]
+    public static partial MegaMoeStatus megamoe_ep_dispatch(
+        EpDispatcherHandle dispatcher, MegaMoeTensor* x, MegaMoeTensor* xScales, MegaMoeTensor* topkIdx,
+        MegaMoeTensor* topkWeights, MegaMoeTensor* recvX, MegaMoeTensor* recvXScales, MegaMoeTensor* recvTopkIdx,
+        MegaMoeTensor* recvTopkWeights, MegaMoeTensor* recvNumTokens, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_dispatch_expanded")]
+    public static partial MegaMoeStatus megamoe_ep_dispatch_expanded(
+        EpDispatcherHandle dispatcher, MegaMoeTensor* x, MegaMoeTensor* xScales, MegaMoeTensor* topkIdx,
+        MegaMoeTensor* topkWeights, MegaMoeTensor* recvX, MegaMoeTensor* recvXScales, MegaMoeTensor* recvOffsets,
+        nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_combine")]
+    public static partial MegaMoeStatus megamoe_ep_combine(
+        EpDispatcherHandle dispatcher, MegaMoeTensor* partial, MegaMoeTensor* y, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_layer_create")]
+    public static partial MegaMoeStatus megamoe_ep_layer_create(
+        EpCommHandle comm, MegaMoeEpConfig* config, MegaMoeTensor* w13, MegaMoeTensor* w13Scales, MegaMoeTensor* w2,
+        MegaMoeTensor* w2Scales, nint stream, out EpLayerHandle layer);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_layer_destroy")]
+    public static partial MegaMoeStatus megamoe_ep_layer_destroy(nint layer);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_layer_forward")]
+    public static partial MegaMoeStatus megamoe_ep_layer_forward(
+        EpLayerHandle layer, MegaMoeTensor* x, MegaMoeTensor* xScales, MegaMoeTensor* topkIdx,
+        MegaMoeTensor* topkWeights, MegaMoeTensor* y, MegaMoeTensor* expertCounts, nint stream);
+
+    [LibraryImport(LibraryName, EntryPoint = "megamoe_ep_layer_get_timings")]
+    public static partial MegaMoeStatus megamoe_ep_layer_get_timings(
+        EpLayerHandle layer, out double dispatchMs, out double computeMs, out double combineMs);
 }

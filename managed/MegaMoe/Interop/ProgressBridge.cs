@@ -23,6 +23,40 @@ internal sealed unsafe class ProgressBridge : IDisposable
         _self = GCHandle.Alloc(this);
     }
 
+    /// <summary>
+    /// A bridge when someone listens; otherwise <see langword="null"/>, and the native side skips the callback (no GC
+    /// handle is made).
+    /// </summary>
+    public static ProgressBridge? For(IProgress<double>? progress, CancellationToken cancellationToken) =>
+        progress is not null || cancellationToken.CanBeCanceled ? new ProgressBridge(progress, cancellationToken) : null;
+
+    /// <summary>
+    /// Ends a <c>*_create</c> call made with <paramref name="bridge"/>: unless <paramref name="status"/> is
+    /// <see cref="MegaMoeStatus.Success"/>, disposes the (invalid) <paramref name="created"/> handle and throws what
+    /// the status stands for (see <see cref="ThrowIfFailed(MegaMoeStatus)"/>).
+    /// </summary>
+    public static void ThrowIfCreateFailed(MegaMoeStatus status, ProgressBridge? bridge, SafeHandle created)
+    {
+        if (status == MegaMoeStatus.Success)
+        {
+            return;
+        }
+
+        try
+        {
+            if (bridge is not null)
+            {
+                bridge.ThrowIfFailed(status);
+            }
+
+            status.ThrowIfFailed();
+        }
+        finally
+        {
+            created.Dispose();
+        }
+    }
+
     /// <summary>The value for <c>megamoe_moe_config_t.progress</c>.</summary>
     public static delegate* unmanaged[Cdecl]<nint, long, long, int> Callback => &OnProgress;
 

@@ -41,3 +41,38 @@ internal sealed class MoeLayerHandle : MegaMoeHandle
 {
     protected override bool ReleaseHandle() => NativeMethods.megamoe_moe_layer_destroy(handle) == MegaMoeStatus.Success;
 }
+
+/// <summary><c>megamoe_ep_comm_t</c>, released by <c>megamoe_ep_comm_destroy</c>.</summary>
+internal sealed class EpCommHandle : MegaMoeHandle
+{
+    public EpCommHandle()
+    {
+    }
+
+    /// <summary>Takes ownership of a handle returned through an array (<c>megamoe_ep_comm_create_loopback</c>).</summary>
+    public EpCommHandle(nint handle) => SetHandle(handle);
+
+    protected override bool ReleaseHandle() => NativeMethods.megamoe_ep_comm_destroy(handle) == MegaMoeStatus.Success;
+}
+
+/// <summary><c>megamoe_ep_dispatcher_t</c>, released by <c>megamoe_ep_dispatcher_destroy</c>.</summary>
+internal sealed class EpDispatcherHandle : MegaMoeHandle
+{
+    protected override bool ReleaseHandle() =>
+        NativeMethods.megamoe_ep_dispatcher_destroy(handle) == MegaMoeStatus.Success;
+}
+
+/// <summary><c>megamoe_ep_layer_t</c>, released by <c>megamoe_ep_layer_destroy</c>.</summary>
+internal sealed class EpLayerHandle : MegaMoeHandle
+{
+    protected override bool ReleaseHandle() => NativeMethods.megamoe_ep_layer_destroy(handle) == MegaMoeStatus.Success;
+}
+
+/// <summary>An <c>ncclComm_t</c> made by <c>megamoe_nccl_comm_init_*</c>, released by <c>megamoe_nccl_comm_destroy</c>.</summary>
+internal sealed class NcclCommHandle : MegaMoeHandle
+{
+    /// <summary>Takes ownership of a communicator the native side returned.</summary>
+    public NcclCommHandle(nint handle) => SetHandle(handle);
+
+    protected override bool ReleaseHandle() => NativeMethods.megamoe_nccl_comm_destroy(handle) == MegaMoeStatus.Success;
+}

@@ -2,7 +2,9 @@
 // before a backend sees it, so backends index it as dense row-major without further checks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 
 #include "megamoe/megamoe.h"
 
@@ -44,5 +46,15 @@ struct Tensor {
     return static_cast<T*>(data);
   }
 };
+
+// A dense view of memory the library owns (workspace, staging), shaped as given.
+inline Tensor tensor_view(void* data, megamoe_dtype_t dtype, std::initializer_list<int64_t> shape) {
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = static_cast<int32_t>(shape.size());
+  std::copy(shape.begin(), shape.end(), t.shape);
+  return t;
+}
 
 }  // namespace megamoe

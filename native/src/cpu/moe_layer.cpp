@@ -31,15 +31,6 @@ constexpr int64_t kMinChunkTokens = 256;
 constexpr int64_t kMaxDownOutputBytes = int64_t{1} << 30;
 constexpr int64_t kCombineColumns = 512;
 
-Tensor view(void* data, megamoe_dtype_t dtype, std::initializer_list<int64_t> shape) {
-  Tensor t;
-  t.data = data;
-  t.dtype = dtype;
-  t.rank = static_cast<int32_t>(shape.size());
-  std::copy(shape.begin(), shape.end(), t.shape);
-  return t;
-}
-
 // Tokens per pass: enough to fill about one row group (kMaxPanelRows rows, which share each
 // widened weight panel) per expert, at least kMinChunkTokens, at most max_tokens, with the float32
 // down-projection outputs under kMaxDownOutputBytes.
@@ -82,8 +73,8 @@ class CpuMoeLayer final : public MoeLayer {
         counts_(static_cast<size_t>(spec.num_experts)) {
     groups_.reserve(static_cast<size_t>(slots_ / kMaxPanelRows + spec.num_experts));
     const int64_t e = spec.num_experts, h = spec.hidden, i = spec.intermediate;
-    w2_ = {view(weights_.w2.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {e, h, i}),
-           view(weights_.w2_scales.as<void>(), MEGAMOE_DTYPE_FP32, {e, h / kBlock, i / kBlock})};
+    w2_ = {tensor_view(weights_.w2.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {e, h, i}),
+           tensor_view(weights_.w2_scales.as<void>(), MEGAMOE_DTYPE_FP32, {e, h / kBlock, i / kBlock})};
     const auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
     workspace_bytes_ = qx_.bytes() + sx_.bytes() + act_.bytes() + qa_.bytes() + sa_.bytes() + z_.bytes() +
                        bytes(offsets_) + bytes(order_) + bytes(position_) + bytes(up_rows_) + bytes(down_rows_) +
@@ -119,10 +110,10 @@ class CpuMoeLayer final : public MoeLayer {
     const float* x_scales = sx_.as<float>();
     int64_t x_row0 = 0;  // row of `x` holding token t0
     if (args.x.dtype == MEGAMOE_DTYPE_BF16) {
-      const Tensor chunk = view(args.x.as<uint16_t>() + t0 * h, MEGAMOE_DTYPE_BF16, {tokens, h});
+      const Tensor chunk = tensor_view(args.x.as<uint16_t>() + t0 * h, MEGAMOE_DTYPE_BF16, {tokens, h});
       quantize_activations(*pool_, chunk,
-                           {view(qx_.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {tokens, h}),
-                            view(sx_.as<void>(), MEGAMOE_DTYPE_FP32, {tokens, h / kBlock})},
+                           {tensor_view(qx_.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {tokens, h}),
+                            tensor_view(sx_.as<void>(), MEGAMOE_DTYPE_FP32, {tokens, h / kBlock})},
                            false);
     } else {
       x = args.x.as<const uint8_t>();

@@ -12,20 +12,12 @@ Dispatcher::Dispatcher(std::unique_ptr<Exchange> exchange) : exchange_(std::move
 
 std::unique_ptr<Dispatcher> Dispatcher::create(std::shared_ptr<Communicator> comm, const EpSpec& spec,
                                                const std::optional<Error>& own, void* stream) {
-  std::lock_guard<std::mutex> lock(comm->sequence_mutex());
-  std::unique_ptr<Dispatcher> dispatcher;
-  std::optional<Error> mine = own;
-  if (!mine) {
-    mine = attempt([&] {
-      comm->backend()->check_expert_parallel();
-      dispatcher.reset(new Dispatcher(std::make_unique<Exchange>(comm, spec)));
-      dispatcher->num_local_experts_ = spec.num_local_experts;
-    });
-  }
-  const std::vector<int32_t> rank_begin = agree(*comm, ObjectKind::kDispatcher, spec, mine, stream);
-  dispatcher->exchange_->set_ranks(rank_begin, comm->next_object(), stream);
-  comm->commit_object();
-  return dispatcher;
+  return create_collectively<Dispatcher>(comm, ObjectKind::kDispatcher, spec, own, stream,
+                                         [&](std::unique_ptr<Exchange> exchange) {
+                                           auto d = std::unique_ptr<Dispatcher>(new Dispatcher(std::move(exchange)));
+                                           d->num_local_experts_ = spec.num_local_experts;
+                                           return d;
+                                         });
 }
 
 void Dispatcher::dispatch(const TokenBatch* batch, const DispatchOutputs* compact, const ExpandedOutputs* expanded,

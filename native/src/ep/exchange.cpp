@@ -2,20 +2,6 @@
 
 namespace megamoe::ep {
 
-namespace {
-
-Tensor view(void* data, megamoe_dtype_t dtype, int64_t rows, int64_t cols) {
-  Tensor t;
-  t.data = data;
-  t.dtype = dtype;
-  t.rank = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  return t;
-}
-
-}  // namespace
-
 Exchange::Exchange(std::shared_ptr<Communicator> comm, const EpSpec& spec)
     : comm_(std::move(comm)),
       geometry_{comm_->world_size(), spec.top_k, spec.hidden, spec.capacity},
@@ -37,8 +23,9 @@ void Exchange::set_ranks(const std::vector<int32_t>& rank_begin, uint32_t object
 ScaledTensor Exchange::stage(const TokenBatch& batch, void* stream) {
   if (batch.x_scales) return {batch.x, *batch.x_scales};
   const int64_t tokens = batch.x.dim(0);
-  const ScaledTensor staged{view(staged_x_.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, tokens, geometry_.hidden),
-                            view(staged_scales_.as<void>(), MEGAMOE_DTYPE_FP32, tokens, geometry_.scale_count())};
+  const ScaledTensor staged{
+      tensor_view(staged_x_.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {tokens, geometry_.hidden}),
+      tensor_view(staged_scales_.as<void>(), MEGAMOE_DTYPE_FP32, {tokens, geometry_.scale_count()})};
   // As the single-GPU layer quantizes x (docs/NUMERICS.md section 4, step 1).
   backend().quantize_activations(batch.x, staged, false, std::nullopt, stream);
   return staged;
@@ -60,8 +47,8 @@ std::optional<Error> Exchange::dispatch(const TokenBatch* batch, std::optional<E
   if (!own) own = attempt([&] { pack(stage(*batch, stream), batch->topk_idx, batch->topk_weights, stream); });
   if (own) {
     const int64_t h = geometry_.hidden, k = geometry_.top_k;
-    pack({view(nullptr, MEGAMOE_DTYPE_FP8_E4M3, 0, h), view(nullptr, MEGAMOE_DTYPE_FP32, 0, h / 128)},
-         view(nullptr, MEGAMOE_DTYPE_INT32, 0, k), view(nullptr, MEGAMOE_DTYPE_FP32, 0, k), stream);
+    pack({tensor_view(nullptr, MEGAMOE_DTYPE_FP8_E4M3, {0, h}), tensor_view(nullptr, MEGAMOE_DTYPE_FP32, {0, h / 128})},
+         tensor_view(nullptr, MEGAMOE_DTYPE_INT32, {0, k}), tensor_view(nullptr, MEGAMOE_DTYPE_FP32, {0, k}), stream);
   }
   comm_->transport().all_to_all(send_.as<void>(), recv_.as<void>(), geometry_.region_bytes(),
                                 CollectiveTag{object_, Step::kDispatch}, stream);

@@ -4,20 +4,6 @@
 
 namespace megamoe::ep {
 
-namespace {
-
-Tensor view(const BackendBuffer& buffer, megamoe_dtype_t dtype, int64_t rows, int64_t cols) {
-  Tensor t;
-  t.data = buffer.as<void>();
-  t.dtype = dtype;
-  t.rank = 2;
-  t.shape[0] = rows;
-  t.shape[1] = cols;
-  return t;
-}
-
-}  // namespace
-
 Layer::Layer(std::unique_ptr<Exchange> exchange, std::unique_ptr<MoeLayer> local, const EpSpec& spec)
     : exchange_(std::move(exchange)), local_(std::move(local)), spec_(spec) {
   const auto& backend = exchange_->comm().backend();
@@ -36,20 +22,10 @@ Layer::Layer(std::unique_ptr<Exchange> exchange, std::unique_ptr<MoeLayer> local
 
 std::unique_ptr<Layer> Layer::create(std::shared_ptr<Communicator> comm, const EpSpec& spec,
                                      const MoeWeights& weights, const std::optional<Error>& own, void* stream) {
-  std::lock_guard<std::mutex> lock(comm->sequence_mutex());
-  std::unique_ptr<Layer> layer;
-  std::optional<Error> mine = own;
-  if (!mine) {
-    mine = attempt([&] {
-      comm->backend()->check_expert_parallel();
-      auto local = comm->backend()->create_moe_layer(spec.local, weights, stream);
-      layer.reset(new Layer(std::make_unique<Exchange>(comm, spec), std::move(local), spec));
-    });
-  }
-  const std::vector<int32_t> rank_begin = agree(*comm, ObjectKind::kLayer, spec, mine, stream);
-  layer->exchange_->set_ranks(rank_begin, comm->next_object(), stream);
-  comm->commit_object();
-  return layer;
+  return create_collectively<Layer>(comm, ObjectKind::kLayer, spec, own, stream, [&](std::unique_ptr<Exchange> exchange) {
+    auto local = exchange->backend().create_moe_layer(spec.local, weights, stream);
+    return std::unique_ptr<Layer>(new Layer(std::move(exchange), std::move(local), spec));
+  });
 }
 
 void Layer::forward(const LayerForwardArgs* args, std::optional<Error> own, void* stream) {
@@ -69,11 +45,11 @@ void Layer::forward(const LayerForwardArgs* args, std::optional<Error> own, void
     EpUnpackArgs unpack;
     unpack.geometry = g;
     unpack.recv = exchange_->received();
-    unpack.x = {view(x_, MEGAMOE_DTYPE_FP8_E4M3, rows, g.hidden), view(x_scales_, MEGAMOE_DTYPE_FP32, rows, g.scale_count())};
-    unpack.topk_idx = view(topk_idx_, MEGAMOE_DTYPE_INT32, rows, g.top_k);
-    unpack.topk_weights = view(topk_weights_, MEGAMOE_DTYPE_FP32, rows, g.top_k);
-    unpack.num_tokens = view(num_tokens_, MEGAMOE_DTYPE_INT32, 1, 1);
-    unpack.num_tokens.rank = 1;
+    unpack.x = {tensor_view(x_.as<void>(), MEGAMOE_DTYPE_FP8_E4M3, {rows, g.hidden}),
+                tensor_view(x_scales_.as<void>(), MEGAMOE_DTYPE_FP32, {rows, g.scale_count()})};
+    unpack.topk_idx = tensor_view(topk_idx_.as<void>(), MEGAMOE_DTYPE_INT32, {rows, g.top_k});
+    unpack.topk_weights = tensor_view(topk_weights_.as<void>(), MEGAMOE_DTYPE_FP32, {rows, g.top_k});
+    unpack.num_tokens = tensor_view(num_tokens_.as<void>(), MEGAMOE_DTYPE_INT32, {1});
     unpack.source_offsets = exchange_->source_offsets();
     backend.ep_unpack(unpack, stream);
     mark(1);
@@ -83,7 +59,7 @@ void Layer::forward(const LayerForwardArgs* args, std::optional<Error> own, void
     compute.x_scales = unpack.x.scales;
     compute.topk_idx = unpack.topk_idx;
     compute.topk_weights = unpack.topk_weights;
-    compute.y = view(partial_, MEGAMOE_DTYPE_FP32, rows, g.hidden);
+    compute.y = tensor_view(partial_.as<void>(), MEGAMOE_DTYPE_FP32, {rows, g.hidden});
     compute.num_tokens = unpack.num_tokens;
     // Counts are an output of this rank's call: left alone when the call fails.
     if (!own && args->expert_counts) compute.expert_counts = args->expert_counts;
@@ -93,7 +69,7 @@ void Layer::forward(const LayerForwardArgs* args, std::optional<Error> own, void
 
   EpReturnArgs give;
   give.status = failure ? failure->status() : MEGAMOE_SUCCESS;
-  give.partial = view(partial_, MEGAMOE_DTYPE_FP32, rows, g.hidden);
+  give.partial = tensor_view(partial_.as<void>(), MEGAMOE_DTYPE_FP32, {rows, g.hidden});
   exchange_->give_back(give, stream);
   if (own) throw *own;
   if (failure) throw *failure;

@@ -33,20 +33,10 @@ std::vector<int32_t> split_experts(int64_t experts, int32_t world_size) {
 
 megamoe_ep_config_t ep_config(const MoeProblem& p, int64_t max_tokens_per_rank, int32_t expert_begin,
                               int32_t num_local_experts, uint32_t flags) {
-  megamoe_ep_config_t c{};
-  c.struct_size = sizeof c;
-  c.flags = flags;
-  c.num_experts = static_cast<int32_t>(p.cfg.E);
-  c.top_k = static_cast<int32_t>(p.cfg.k);
-  c.hidden = p.cfg.H;
-  c.intermediate = p.cfg.I;
+  auto c = layer_config<megamoe_ep_config_t>(p, flags);
   c.max_tokens_per_rank = max_tokens_per_rank;
   c.expert_begin = expert_begin;
   c.num_local_experts = num_local_experts;
-  c.activation_alpha = p.cfg.alpha;
-  c.activation_beta = p.cfg.beta;
-  c.activation_clamp = p.cfg.clamp;
-  c.routed_scaling_factor = p.cfg.rsf;
   return c;
 }
 

@@ -36,18 +36,8 @@ MoeProblem make_moe_problem(Rng& rng, int64_t E, int64_t k, int64_t H, int64_t I
 }
 
 megamoe_moe_config_t moe_config(const MoeProblem& p, uint32_t flags) {
-  megamoe_moe_config_t c{};
-  c.struct_size = sizeof c;
-  c.flags = flags;
-  c.num_experts = static_cast<int32_t>(p.cfg.E);
-  c.top_k = static_cast<int32_t>(p.cfg.k);
-  c.hidden = p.cfg.H;
-  c.intermediate = p.cfg.I;
+  auto c = layer_config<megamoe_moe_config_t>(p, flags);
   c.max_tokens = p.max_tokens;
-  c.activation_alpha = p.cfg.alpha;
-  c.activation_beta = p.cfg.beta;
-  c.activation_clamp = p.cfg.clamp;
-  c.routed_scaling_factor = p.cfg.rsf;
   return c;
 }
 

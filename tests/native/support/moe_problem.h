@@ -25,6 +25,23 @@ struct MoeProblem {
 MoeProblem make_moe_problem(Rng& rng, int64_t E, int64_t k, int64_t H, int64_t I, int64_t max_tokens,
                             double gain = 1.0);
 
+// The fields megamoe_moe_config_t and megamoe_ep_config_t share, set from the problem.
+template <typename Config>
+Config layer_config(const MoeProblem& p, uint32_t flags) {
+  Config c{};
+  c.struct_size = sizeof c;
+  c.flags = flags;
+  c.num_experts = static_cast<int32_t>(p.cfg.E);
+  c.top_k = static_cast<int32_t>(p.cfg.k);
+  c.hidden = p.cfg.H;
+  c.intermediate = p.cfg.I;
+  c.activation_alpha = p.cfg.alpha;
+  c.activation_beta = p.cfg.beta;
+  c.activation_clamp = p.cfg.clamp;
+  c.routed_scaling_factor = p.cfg.rsf;
+  return c;
+}
+
 megamoe_moe_config_t moe_config(const MoeProblem& p, uint32_t flags = MEGAMOE_MOE_DEFAULT);
 
 enum class WeightMode { Fp8, Bf16, Fp32 };

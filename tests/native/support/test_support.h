@@ -85,6 +85,21 @@ class ScopedContext {
   megamoe_context_t ctx_ = nullptr;
 };
 
+// Owns a MegaMoe handle for the duration of a test and destroys it at the end (NULL is fine).
+template <typename Handle, megamoe_status_t (*Destroy)(Handle)>
+class Owned {
+ public:
+  Owned() = default;
+  ~Owned() { EXPECT_EQ(Destroy(h_), MEGAMOE_SUCCESS) << megamoe_last_error_message(); }
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  Handle* out() { return &h_; }
+  Handle get() const { return h_; }
+
+ private:
+  Handle h_ = nullptr;
+};
+
 // An enum value outside the declared enumerators (as a C caller could pass), without the undefined
 // behaviour of static_cast-ing an out-of-range integer.
 template <typename Enum>

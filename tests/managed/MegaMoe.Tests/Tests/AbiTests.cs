@@ -34,6 +34,10 @@ public sealed class AbiTests
         ["megamoe_tensor_t"] = typeof(MegaMoeTensor),
         ["megamoe_device_info_t"] = typeof(MegaMoeDeviceInfo),
         ["megamoe_moe_config_t"] = typeof(MegaMoeMoeConfig),
+        ["megamoe_ep_comm_t"] = typeof(EpCommHandle),
+        ["megamoe_ep_dispatcher_t"] = typeof(EpDispatcherHandle),
+        ["megamoe_ep_layer_t"] = typeof(EpLayerHandle),
+        ["megamoe_ep_config_t"] = typeof(MegaMoeEpConfig),
     };
 
     private static IEnumerable<CFunction> HeaderFunctions() => Header.Functions;
@@ -160,6 +164,8 @@ public sealed class AbiTests
         Header.IntegerValue("MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP").Should().Be(MegaMoeMoeConfig.ExpertSpecializationUpFlag);
         Header.IntegerValue("MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN").Should().Be(MegaMoeMoeConfig.ExpertSpecializationDownFlag);
         Header.IntegerValue("MEGAMOE_MAX_RANK").Should().Be(MegaMoeTensor.MaxRank);
+        Header.IntegerValue("MEGAMOE_EP_RECORD_TIMINGS").Should().Be(MegaMoeEpConfig.RecordTimingsFlag);
+        Header.IntegerValue("MEGAMOE_NCCL_UNIQUE_ID_BYTES").Should().Be(NcclUniqueId.Size);
     }
 
     [Test]
@@ -190,6 +196,7 @@ public sealed class AbiTests
         ["megamoe_tensor_t"] = TensorLayout,
         ["megamoe_device_info_t"] = DeviceInfoLayout,
         ["megamoe_moe_config_t"] = MoeConfigLayout,
+        ["megamoe_ep_config_t"] = EpConfigLayout,
     };
 
     private static unsafe (int, Dictionary<string, long>) TensorLayout()
@@ -250,6 +257,30 @@ public sealed class AbiTests
         });
     }
 
+    private static unsafe (int, Dictionary<string, long>) EpConfigLayout()
+    {
+        MegaMoeEpConfig v = default;
+        byte* b = (byte*)&v;
+        return (Unsafe.SizeOf<MegaMoeEpConfig>(), new()
+        {
+            [nameof(v.StructSize)] = (byte*)&v.StructSize - b,
+            [nameof(v.Flags)] = (byte*)&v.Flags - b,
+            [nameof(v.NumExperts)] = (byte*)&v.NumExperts - b,
+            [nameof(v.TopK)] = (byte*)&v.TopK - b,
+            [nameof(v.Hidden)] = (byte*)&v.Hidden - b,
+            [nameof(v.Intermediate)] = (byte*)&v.Intermediate - b,
+            [nameof(v.MaxTokensPerRank)] = (byte*)&v.MaxTokensPerRank - b,
+            [nameof(v.ExpertBegin)] = (byte*)&v.ExpertBegin - b,
+            [nameof(v.NumLocalExperts)] = (byte*)&v.NumLocalExperts - b,
+            [nameof(v.ActivationAlpha)] = (byte*)&v.ActivationAlpha - b,
+            [nameof(v.ActivationBeta)] = (byte*)&v.ActivationBeta - b,
+            [nameof(v.ActivationClamp)] = (byte*)&v.ActivationClamp - b,
+            [nameof(v.RoutedScalingFactor)] = (byte*)&v.RoutedScalingFactor - b,
+            [nameof(v.Progress)] = (byte*)&v.Progress - b,
+            [nameof(v.ProgressUserData)] = (byte*)&v.ProgressUserData - b,
+        });
+    }
+
     // C type (const removed) vs .NET type, by the rules of docs/CSHARP.md.
     private static bool Compatible(string c, Type t, Rules rules)
     {
@@ -265,6 +296,13 @@ public sealed class AbiTests
         if (c.EndsWith('*'))
         {
             string pointee = c[..^1];
+            // An array of handles crosses as nint*: the binding holds a reference on each SafeHandle for the call.
+            if (t.IsPointer && t.GetElementType() == typeof(nint) && ManagedTypes.TryGetValue(pointee, out Type? handle)
+                && typeof(SafeHandle).IsAssignableFrom(handle))
+            {
+                return true;
+            }
+
             return (t.IsPointer || t.IsByRef) ? Compatible(pointee, t.GetElementType()!, rules)
                 : pointee == "void" ? t == typeof(nint)
                 : pointee == "char" && t == typeof(string) && rules.Utf8Strings;
@@ -279,6 +317,7 @@ public sealed class AbiTests
             "uint32_t" => t == typeof(uint),
             "uint8_t" => t == typeof(byte),
             "float" => t == typeof(float),
+            "double" => t == typeof(double),
             "megamoe_progress_fn" => t.IsFunctionPointer || t == typeof(nint),
             _ when ManagedTypes.TryGetValue(c, out Type? managed) =>
                 (t == managed && (!managed.IsEnum || Enum.GetUnderlyingType(managed) == typeof(int)))

@@ -20,6 +20,16 @@ public sealed class LifetimeTests
         MaxTokens = 4,
     };
 
+    private static readonly EpConfig SmallGroup = new()
+    {
+        Experts = 2,
+        TopK = 1,
+        Hidden = 128,
+        MaxTokensPerRank = 4,
+        ExpertBegin = 0,
+        LocalExperts = 2,
+    };
+
     [Test]
     public void DisposingEveryObjectReleasesItImmediately()
     {
@@ -28,8 +38,12 @@ public sealed class LifetimeTests
         DeviceTensor tensor = DeviceTensor.Allocate(context, DataType.Float32, 16);
         RoutedGemmPlan plan = RoutedGemmPlan.Create(context, 4, 1, 2, 128, 128);
         MoeLayer layer = CreateLayer(context);
-        MegaMoeLibrary.LiveObjectCount.Should().Be(baseline + 4);
+        EpCommunicator comm = EpCommunicator.CreateLoopback([context])[0];
+        EpDispatcher dispatcher = EpDispatcher.Create(comm, SmallGroup);
+        MegaMoeLibrary.LiveObjectCount.Should().Be(baseline + 6);
 
+        dispatcher.Dispose();
+        comm.Dispose();
         layer.Dispose();
         plan.Dispose();
         tensor.Dispose();
@@ -45,8 +59,10 @@ public sealed class LifetimeTests
         var tensor = DeviceTensor.Allocate(context, DataType.Int32, 4);
         var plan = RoutedGemmPlan.Create(context, 4, 1, 2, 128, 128);
         MoeLayer layer = CreateLayer(context);
+        EpCommunicator comm = EpCommunicator.CreateLoopback([context])[0];
+        EpDispatcher dispatcher = EpDispatcher.Create(comm, SmallGroup);
 
-        foreach (IDisposable disposable in new IDisposable[] { tensor, plan, layer, context })
+        foreach (IDisposable disposable in new IDisposable[] { tensor, plan, layer, dispatcher, comm, context })
         {
             disposable.Dispose();
             FluentActions.Invoking(disposable.Dispose).Should().NotThrow();
@@ -61,9 +77,13 @@ public sealed class LifetimeTests
         DeviceTensor other = DeviceTensor.Allocate(context, DataType.Float32, 1, 128);
         RoutedGemmPlan plan = RoutedGemmPlan.Create(context, 4, 1, 2, 128, 128);
         MoeLayer layer = CreateLayer(context);
+        EpCommunicator comm = EpCommunicator.CreateLoopback([context])[0];
+        EpDispatcher dispatcher = EpDispatcher.Create(comm, SmallGroup);
         tensor.Dispose();
         plan.Dispose();
         layer.Dispose();
+        dispatcher.Dispose();
+        comm.Dispose();
         context.Dispose();
 
         FluentActions.Invoking(() => tensor.ToArray<float>()).Should().Throw<ObjectDisposedException>();
@@ -74,6 +94,8 @@ public sealed class LifetimeTests
         FluentActions.Invoking(() => DeviceTensor.Allocate(context, DataType.Float32, 1)).Should().Throw<ObjectDisposedException>();
         FluentActions.Invoking(() => plan.Run(other, other, other, other, other, null, other)).Should().Throw<ObjectDisposedException>();
         FluentActions.Invoking(() => layer.Forward(other, null, other, other, other)).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => dispatcher.Combine(other, other)).Should().Throw<ObjectDisposedException>();
+        FluentActions.Invoking(() => EpDispatcher.Create(comm, SmallGroup)).Should().Throw<ObjectDisposedException>();
         other.Dispose();
     }
 
@@ -127,6 +149,7 @@ public sealed class LifetimeTests
             if (i % 5 == 0)
             {
                 CreateLayer(context);
+                EpDispatcher.Create(EpCommunicator.CreateLoopback([context])[0], SmallGroup);
             }
         }
 
