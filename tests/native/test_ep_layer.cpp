@@ -77,19 +77,6 @@ std::vector<int64_t> token_counts(int32_t world_size, int64_t capacity) {
 }
 
 // Every element of `got` within one BF16 ulp of `want` (bitwise when `exact`).
-::testing::AssertionResult close_to_single(const uint16_t* got, const uint16_t* want, int64_t n, bool exact) {
-  if (exact) return mmt::bf16_bits_equal(got, want, n);
-  for (int64_t i = 0; i < n; ++i) {
-    if (mmt::bf16_ulps(got[i], want[i]) > 1) {
-      char text[128];
-      std::snprintf(text, sizeof text, "element %lld: 0x%04x vs 0x%04x (%g vs %g)", static_cast<long long>(i), got[i],
-                    want[i], static_cast<double>(mmt::bf16_decode(got[i])), static_cast<double>(mmt::bf16_decode(want[i])));
-      return ::testing::AssertionFailure() << text << " differ by more than one BF16 ulp";
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 // Slots routed to each global expert, over all ranks' batches.
 std::vector<int32_t> global_counts(const std::vector<MoeBatch>& batches, int64_t experts) {
   std::vector<int32_t> c(static_cast<size_t>(experts), 0);
@@ -167,7 +154,7 @@ TEST_P(EpLayerRouting, MatchesTheSingleLayer) {
     ASSERT_EQ(again.status[u], MEGAMOE_SUCCESS) << again.error[u];
     const MoeBatch& b = s.batch(r);
     const int64_t n = b.T * s.p.cfg.H;
-    EXPECT_TRUE(close_to_single(first.at(r), s.single[u].data(), n, world_size == 1)) << "vs the single layer";
+    EXPECT_TRUE(mmt::ep_close_to_single(first.at(r), s.single[u].data(), b.T, s.p.cfg.H, world_size == 1)) << "vs the single layer";
     EXPECT_TRUE(mmt::bf16_bits_equal(again.at(r), first.at(r), n)) << "two runs differ";
     mmt::expect_within_f64_bound(s.p, b, first.at(r));
     EXPECT_TRUE(first.y[u]->guard_intact()) << "wrote past y";
@@ -206,7 +193,7 @@ TEST(EpLayer, UnevenExpertRanges) {
     });
     for (int32_t r = 0; r < w; ++r) {
       ASSERT_EQ(out.status[static_cast<size_t>(r)], MEGAMOE_SUCCESS) << out.error[static_cast<size_t>(r)];
-      EXPECT_TRUE(close_to_single(out.at(r), s.single[static_cast<size_t>(r)].data(), s.batch(r).T * s.p.cfg.H, false));
+      EXPECT_TRUE(mmt::ep_close_to_single(out.at(r), s.single[static_cast<size_t>(r)].data(), s.batch(r).T, s.p.cfg.H, false));
     }
   }
 }
@@ -245,7 +232,7 @@ TEST(EpLayer, ActivationScalingAndFp8Input) {
     ASSERT_EQ(bf16.status[u], MEGAMOE_SUCCESS) << bf16.error[u];
     ASSERT_EQ(fp8.status[u], MEGAMOE_SUCCESS) << fp8.error[u];
     const int64_t n = s.batch(r).T * s.p.cfg.H;
-    EXPECT_TRUE(close_to_single(bf16.at(r), s.single[u].data(), n, false));
+    EXPECT_TRUE(mmt::ep_close_to_single(bf16.at(r), s.single[u].data(), s.batch(r).T, s.p.cfg.H, false));
     EXPECT_TRUE(mmt::bf16_bits_equal(fp8.at(r), bf16.at(r), n)) << "FP8 input quantized as the layer does";
   }
 }

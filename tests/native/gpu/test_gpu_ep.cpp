@@ -150,24 +150,6 @@ HostVec<uint16_t> single_layer(megamoe_context_t ctx, const MoeProblem& p, const
   return d.output(b.T * p.cfg.H);
 }
 
-// Equal up to the order of a token's float32 additions before the one BF16 rounding: within one BF16
-// ulp, or (where the slots cancel and the result is tiny) within 2^-16 of the row's largest value.
-::testing::AssertionResult close_to_single(const uint16_t* got, const uint16_t* want, int64_t rows, int64_t H,
-                                           bool bitwise) {
-  for (int64_t t = 0; t < rows; ++t) {
-    double row_max = 0;
-    for (int64_t c = 0; c < H; ++c) row_max = std::max(row_max, std::fabs(static_cast<double>(mmt::bf16_decode(want[t * H + c]))));
-    for (int64_t c = 0; c < H; ++c) {
-      const uint16_t a = got[t * H + c], b = want[t * H + c];
-      if (a == b) continue;
-      const double diff = std::fabs(static_cast<double>(mmt::bf16_decode(a)) - mmt::bf16_decode(b));
-      if (!bitwise && (mmt::bf16_ulps(a, b) <= 1 || diff <= row_max * std::ldexp(1.0, -16))) continue;
-      return ::testing::AssertionFailure() << "token " << t << " column " << c << ": 0x" << std::hex << a << " vs 0x" << b;
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 megamoe_ep_config_t rank_config(const MoeProblem& p, const std::vector<int32_t>& begin, int32_t r) {
   return mmt::ep_config(p, kTokens, begin[static_cast<size_t>(r)],
                         begin[static_cast<size_t>(r) + 1] - begin[static_cast<size_t>(r)]);
@@ -255,7 +237,7 @@ TEST_P(GpuEpLayer, MatchesTheSingleGpuLayer) {
     const auto u = static_cast<size_t>(r);
     ASSERT_TRUE(errors[u].empty()) << errors[u];
     const int64_t T = batches[u].T;
-    EXPECT_TRUE(close_to_single(first[u].data(), want[u].data(), T, p.cfg.H, c.world_size == 1)) << "vs the single layer";
+    EXPECT_TRUE(mmt::ep_close_to_single(first[u].data(), want[u].data(), T, p.cfg.H, c.world_size == 1)) << "vs the single layer";
     EXPECT_TRUE(mmt::bf16_bits_equal(again[u].data(), first[u].data(), T * p.cfg.H)) << "two runs differ";
     mmt::expect_within_f64_bound(p, batches[u], first[u].data());
     const std::vector<int32_t> local(want_counts.begin() + begin[u], want_counts.begin() + begin[u + 1]);
@@ -317,7 +299,7 @@ TEST(GpuEp, NcclOneRankEqualsTheSingleLayer) {
   DeviceBatch d(ctx.gpu, b, p.cfg.H);
   MMT_OK(megamoe_ep_layer_forward(layer, &d.xt, nullptr, &d.it, &d.wt, &d.yt, nullptr, nullptr));
   const HostVec<uint16_t> got = d.output(b.T * p.cfg.H);
-  EXPECT_TRUE(close_to_single(got.data(), want.data(), b.T, p.cfg.H, true));
+  EXPECT_TRUE(mmt::ep_close_to_single(got.data(), want.data(), b.T, p.cfg.H, true));
   double dispatch = -1, compute = -1, combine = -1;
   MMT_OK(megamoe_ep_layer_get_timings(layer, &dispatch, &compute, &combine));
   EXPECT_GT(dispatch, 0.0);

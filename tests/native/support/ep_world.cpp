@@ -1,5 +1,8 @@
 #include "support/ep_world.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace mmt {
 
 EpWorld::EpWorld(int32_t world_size)
@@ -54,6 +57,24 @@ BatchTensors::BatchTensors(const MoeBatch& b, int64_t hidden, bool idx64_routing
   idx = idx64_routing ? make_tensor(T ? idx64.data() : nullptr, MEGAMOE_DTYPE_INT64, {T, k})
                       : make_tensor(T ? idx32.data() : nullptr, MEGAMOE_DTYPE_INT32, {T, k});
   w = make_tensor(T ? b.w.data() : nullptr, MEGAMOE_DTYPE_FP32, {T, k});
+}
+
+::testing::AssertionResult ep_close_to_single(const uint16_t* got, const uint16_t* want, int64_t rows, int64_t hidden,
+                                              bool exact) {
+  if (exact) return bf16_bits_equal(got, want, rows * hidden);
+  for (int64_t t = 0; t < rows; ++t) {
+    double row_max = 0.0;
+    for (int64_t c = 0; c < hidden; ++c) row_max = std::max(row_max, std::fabs(static_cast<double>(bf16_decode(want[t * hidden + c]))));
+    for (int64_t c = 0; c < hidden; ++c) {
+      const int64_t i = t * hidden + c;
+      if (bf16_ulps(got[i], want[i]) <= 1) continue;
+      const double diff = std::fabs(static_cast<double>(bf16_decode(got[i])) - static_cast<double>(bf16_decode(want[i])));
+      if (diff <= std::ldexp(row_max, -16)) continue;
+      return ::testing::AssertionFailure() << "token " << t << " column " << c << ": " << bf16_decode(got[i]) << " vs "
+                                           << bf16_decode(want[i]) << " (row max " << row_max << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
 }
 
 }  // namespace mmt

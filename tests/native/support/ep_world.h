@@ -2,6 +2,8 @@
 // thread per rank for the collective calls, and the configurations of a problem split over the ranks.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -47,6 +49,12 @@ megamoe_ep_config_t ep_config(const MoeProblem& p, int64_t max_tokens_per_rank, 
 
 // BF16 ulps between two finite values (0 for +0 and -0).
 int64_t bf16_ulps(uint16_t a, uint16_t b);
+
+// An EP layer's y [rows, H] against the single layer's: bitwise when `exact` (W = 1); else equal up to
+// the order of a token's float32 slot additions before the one BF16 rounding, i.e. within one BF16 ulp,
+// or, where the slots cancel and the result is tiny, within 2^-16 of the row's largest magnitude.
+::testing::AssertionResult ep_close_to_single(const uint16_t* got, const uint16_t* want, int64_t rows, int64_t hidden,
+                                              bool exact);
 
 // The batch's routing as INT32 (and INT64), descriptors that tolerate T = 0.
 struct BatchTensors {
