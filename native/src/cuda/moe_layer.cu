@@ -145,7 +145,7 @@ class CudaMoeLayer final : public MoeLayer {
     // docs/API.md, "Workspace of a MoE layer".
     qx_ = DeviceArray(dev, t * h);
     sx_ = DeviceArray(dev, t * (h / 128) * 4);
-    offsets_ = DeviceArray(dev, (e + 2) * 4);
+    offsets_ = DeviceArray(dev, routing_table_ints(e) * 4);
     order_ = DeviceArray(dev, slots * 4);
     act_ = DeviceArray(dev, slots * i);
     act_scales_ = DeviceArray(dev, slots * (i / 128) * 4);

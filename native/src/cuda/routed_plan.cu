@@ -19,7 +19,7 @@ class CudaRoutedPlan final : public RoutedPlan {
   CudaRoutedPlan(const DeviceLimits& limits, const RoutedPlanSpec& spec)
       : limits_(limits),
         spec_(spec),
-        offsets_(limits.device, (spec.num_experts + 2) * int64_t{4}),
+        offsets_(limits.device, routing_table_ints(spec.num_experts) * 4),
         order_(limits.device, spec.max_tokens * spec.top_k * 4) {}
 
   void run(const RoutedGemmArgs& args, void* stream) override {
@@ -64,7 +64,7 @@ class CudaRoutedPlan final : public RoutedPlan {
  private:
   DeviceLimits limits_;
   RoutedPlanSpec spec_;
-  DeviceArray offsets_;  // [E + 2]
+  DeviceArray offsets_;  // the routing table (routing.cuh)
   DeviceArray order_;    // [max_tokens * top_k]
 };
 

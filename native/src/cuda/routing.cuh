@@ -4,8 +4,11 @@
 // captured in a CUDA graph and replayed with other routings and token counts.
 //
 // Output: offsets [E + 2] (expert e owns grouped rows [offsets[e], offsets[e + 1]), the dropped
-// slots follow as [offsets[E], offsets[E + 1]), offsets[E + 1] = T * top_k) and order [T * top_k]
-// (grouped row -> slot). Optionally expert_counts[e] += slots routed to e.
+// slots follow as [offsets[E], offsets[E + 1]), offsets[E + 1] = T * top_k), right after them the
+// non-empty segments [E + 2] (their count, then their indices in order: the experts with slots, and E
+// when slots were dropped), and order [T * top_k] (grouped row -> slot). Optionally expert_counts[e]
+// += slots routed to e. The GEMM schedulers walk the non-empty segments only, so a decode batch costs
+// the same over 256 experts as over 32 (bench/NOTES.md, run 39).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -27,10 +30,13 @@ struct RoutingArgs {
   const int32_t* num_tokens = nullptr;  // device count, or null
   uint32_t top_k = 0;
   uint32_t num_experts = 0;
-  int32_t* offsets = nullptr;       // [E + 2]
+  int32_t* offsets = nullptr;       // [routing_table_ints(E)]: offsets [E + 2], non-empty segments [E + 2]
   int32_t* order = nullptr;         // [T * top_k]
   int32_t* expert_counts = nullptr; // [E] or null
 };
+
+// Ints of the routing table the routing block writes (offsets and non-empty segments).
+constexpr int64_t routing_table_ints(int64_t num_experts) { return 2 * (num_experts + 2); }
 
 // Dynamic shared memory of build_routing: a slot counter per (warp, bucket) and the bucket totals.
 constexpr size_t routing_smem_bytes(uint32_t num_experts) {
@@ -150,6 +156,21 @@ __device__ inline void build_routing(const RoutingArgs& a, int32_t* smem) {
       [&](int64_t s, int32_t /*bucket*/, int32_t row, int32_t /*begin*/) { a.order[row] = static_cast<int32_t>(s); },
       smem);
   if (threadIdx.x == 0) a.offsets[experts + 1] = static_cast<int32_t>(slots);
+  __syncthreads();
+  // The non-empty segments, in order, by warp 0 (a ballot per 32 segments).
+  if (threadIdx.x < 32) {
+    const uint32_t lane = threadIdx.x;
+    int32_t* active = a.offsets + experts + 2;
+    int32_t count = 0;
+    for (uint32_t base = 0; base <= experts; base += 32) {
+      const uint32_t b = base + lane;
+      const bool used = b <= experts && a.offsets[b + 1] > a.offsets[b];
+      const uint32_t ballot = __ballot_sync(0xFFFFFFFFu, used);
+      if (used) active[1 + count + __popc(ballot & ((1u << lane) - 1u))] = static_cast<int32_t>(b);
+      count += __popc(ballot);
+    }
+    if (lane == 0) active[0] = count;
+  }
 }
 
 // One-block launch of build_routing (the routed GEMM's first launch).

@@ -32,10 +32,15 @@ struct OffsetSegments {
   MEGAMOE_HD Segment operator()(uint32_t s) const { return offsets_segment(s, groups, rows, at); }
 };
 
+// The non-empty segments only, from the routing table's list (routing.cuh): empty experts add no
+// tiles, so skipping them keeps the tile numbering and spares the walk over every expert.
 struct RoutedSegments {
-  const int32_t* offsets;  // [groups + 2], written by the routing kernel
+  const int32_t* offsets;  // the routing table: offsets [groups + 2], then [count, non-empty segment...]
   uint32_t groups;
-  MEGAMOE_HD Segment operator()(uint32_t s) const { return routed_segment(s, groups, offsets[s], offsets[s + 1]); }
+  MEGAMOE_HD Segment operator()(uint32_t s) const {
+    const uint32_t e = static_cast<uint32_t>(offsets[groups + 3 + s]);
+    return routed_segment(e, groups, offsets[e], offsets[e + 1]);
+  }
 };
 
 template <GemmKind kKind>
@@ -85,7 +90,14 @@ class TileScheduler {
   __device__ static uint32_t num_segments(const KernelParams& p) {
     if constexpr (kKind == GemmKind::Offsets) return p.layout.groups + 2;
     if constexpr (kKind == GemmKind::Masked) return p.layout.groups;
-    if constexpr (kKind == GemmKind::Routed) return p.layout.groups + (p.routed.dropped_segment ? 1 : 0);
+    if constexpr (kKind == GemmKind::Routed) {
+      // The dropped slots (segment `groups`, last when present) count only where the epilogue writes them.
+      const int32_t* active = static_cast<const int32_t*>(p.layout.groups_data) + p.layout.groups + 2;
+      uint32_t count = static_cast<uint32_t>(active[0]);
+      if (count > p.layout.groups + 1) count = p.layout.groups + 1;  // a bad table never leads outside it
+      if (!p.routed.dropped_segment && count > 0 && static_cast<uint32_t>(active[count]) == p.layout.groups) --count;
+      return count;
+    }
     return 0;  // the walker stays idle
   }
 
