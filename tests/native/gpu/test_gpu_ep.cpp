@@ -12,7 +12,6 @@
 #include <memory>
 #include <ostream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #if defined(MEGAMOE_TEST_CUDART)
@@ -78,9 +77,7 @@ class GpuRanks {
 
   template <typename Body>
   void run(Body body) const {
-    std::vector<std::thread> threads;
-    for (int32_t r = 0; r < size(); ++r) threads.emplace_back([&body, r] { body(r); });
-    for (auto& t : threads) t.join();
+    mmt::run_ranks(size(), body);
   }
 
  private:

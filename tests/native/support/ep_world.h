@@ -13,6 +13,15 @@
 
 namespace mmt {
 
+// body(rank) for rank 0..world_size-1, each on its own thread (collective calls need every rank at
+// once); returns once all are done. Check results on the calling thread.
+template <typename Body>
+void run_ranks(int32_t world_size, Body body) {
+  std::vector<std::thread> threads;
+  for (int32_t r = 0; r < world_size; ++r) threads.emplace_back([&body, r] { body(r); });
+  for (auto& t : threads) t.join();
+}
+
 class EpWorld {
  public:
   // Each context runs one worker thread: W ranks already run on W threads.
@@ -27,12 +36,9 @@ class EpWorld {
   // Destroys rank's endpoint now (its objects keep it alive until they go too).
   void drop(int32_t rank);
 
-  // body(rank) on a thread per rank; returns once all are done. Check results on the calling thread.
   template <typename Body>
   void run(Body body) const {
-    std::vector<std::thread> threads;
-    for (int32_t r = 0; r < size(); ++r) threads.emplace_back([&body, r] { body(r); });
-    for (auto& t : threads) t.join();
+    run_ranks(size(), body);
   }
 
  private:
