@@ -338,7 +338,8 @@ TEST(EpErrors, CombineNeedsASuccessfulDispatchOnEveryRankThatGotTokens) {
   // 0: combine without a dispatch; 1: rank 1's dispatch fails; 2: rank 0 combines rows of the wrong
   // format; 3: a second combine of one dispatch.
   std::vector<std::vector<Outcome>> dispatched(4, std::vector<Outcome>(2)), combined(4, std::vector<Outcome>(2));
-  std::vector<std::vector<bool>> untouched(4, std::vector<bool>(2, false));
+  // uint8_t, not bool: the ranks' threads write neighbouring elements (vector<bool> shares words).
+  std::vector<std::vector<uint8_t>> untouched(4, std::vector<uint8_t>(2, 0));
   EpWorld world(2);
   world.run([&](int32_t r) {
     const auto u = static_cast<size_t>(r);
@@ -355,7 +356,7 @@ TEST(EpErrors, CombineNeedsASuccessfulDispatchOnEveryRankThatGotTokens) {
         dispatched[static_cast<size_t>(step)][u].set(pair.dispatch(d, step == 1 && r == 1));
       }
       combined[static_cast<size_t>(step)][u].set(pair.combine(d, step == 2 && r == 0 ? rows * wd.p.cfg.k : rows));
-      untouched[static_cast<size_t>(step)][u] = pair.y_untouched();
+      untouched[static_cast<size_t>(step)][u] = pair.y_untouched() ? 1 : 0;
     }
     EXPECT_EQ(megamoe_ep_dispatcher_destroy(d), MEGAMOE_SUCCESS);
   });
@@ -363,7 +364,7 @@ TEST(EpErrors, CombineNeedsASuccessfulDispatchOnEveryRankThatGotTokens) {
     const Outcome& o = combined[static_cast<size_t>(step)][static_cast<size_t>(r)];
     EXPECT_EQ(o.status, MEGAMOE_ERROR_INVALID_ARGUMENT) << "step " << step << " rank " << r << ": " << o.error;
     EXPECT_TRUE(contains(o.error, needle)) << "step " << step << " rank " << r << ": " << o.error;
-    EXPECT_TRUE(untouched[static_cast<size_t>(step)][static_cast<size_t>(r)]) << "step " << step << " rank " << r;
+    EXPECT_EQ(untouched[static_cast<size_t>(step)][static_cast<size_t>(r)], 1) << "step " << step << " rank " << r;
   };
   for (int32_t r = 0; r < 2; ++r) expect_failed(0, r, "holds no dispatch to combine");
   EXPECT_EQ(dispatched[1][0].status, MEGAMOE_SUCCESS) << dispatched[1][0].error;
