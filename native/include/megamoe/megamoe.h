@@ -412,7 +412,9 @@ MEGAMOE_API megamoe_status_t megamoe_nccl_get_unique_id(uint8_t* out_id, int64_t
 /* ncclCommInitRank for one rank of a multi-process group, on CUDA device device_id. */
 MEGAMOE_API megamoe_status_t megamoe_nccl_comm_init_rank(int32_t world_size, const uint8_t* id, int64_t id_size,
                                                          int32_t rank, int32_t device_id, void** out_comm);
-/* ncclCommInitAll: out_comms[i], rank i, on device_ids[i], for one process driving `count` GPUs. */
+/* ncclCommInitAll: out_comms[i], rank i, on device_ids[i], for one process driving `count` GPUs. As
+ * with the loopback, each rank's EP calls must then come from its own thread: a collective waits for
+ * its peers, so one thread calling the ranks in turn would wait forever on the first. */
 MEGAMOE_API megamoe_status_t megamoe_nccl_comm_init_all(int32_t count, const int32_t* device_ids,
                                                         void** out_comms);
 /* ncclCommDestroy; NULL does nothing. */

@@ -6,8 +6,10 @@
 //
 // Differences from the CPU backend, where the device cannot refuse a call: an expert id outside
 // [-1, E) is a dropped slot (as in the single-GPU layer, docs/NUMERICS.md); a region header that
-// claims more records than a region holds is clamped; tokens whose rows a failed peer did not
-// compute are written as NaN (the peer's own call reports why).
+// claims more records than a region holds is clamped, and a received local expert outside
+// [0, E_local) is a dropped slot (the CPU reports both as internal errors: only a corrupt peer
+// region holds them); tokens whose rows a failed peer did not compute are written as NaN (the
+// peer's own call reports why).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 

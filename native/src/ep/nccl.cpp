@@ -64,9 +64,12 @@ const Nccl& nccl() {
                     "); install NCCL 2.x or set MEGAMOE_NCCL_LIBRARY to its libnccl.so.2");
       return;
     }
-    const auto bind = [&](auto& fn, const char* symbol) {
+    // ncclSend / ncclRecv need NCCL 2.7; ncclGetLastError (2.13) only adds detail to messages.
+    const auto bind = [&](auto& fn, const char* symbol, bool required = true) {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, symbol));
-      if (fn == nullptr && missing.empty()) missing = cat(name, " has no ", symbol, " (NCCL older than 2.x?)");
+      if (fn == nullptr && required && missing.empty()) {
+        missing = cat(name, " has no ", symbol, "; MegaMoe needs NCCL 2.7 or newer");
+      }
     };
     bind(api.get_unique_id, "ncclGetUniqueId");
     bind(api.comm_init_rank, "ncclCommInitRank");
@@ -81,7 +84,7 @@ const Nccl& nccl() {
     bind(api.recv, "ncclRecv");
     bind(api.all_gather, "ncclAllGather");
     bind(api.error_string, "ncclGetErrorString");
-    bind(api.last_error, "ncclGetLastError");
+    bind(api.last_error, "ncclGetLastError", false);
   });
   if (!missing.empty()) fail(MEGAMOE_ERROR_BACKEND_UNAVAILABLE, missing);
   return api;

@@ -120,10 +120,11 @@ struct TileWork {
 };
 
 // Walks the segments of a grouped layout in the order of the global tile numbering. A CTA asks for
-// increasing tile indices only, so each CTA reads every segment descriptor at most once.
-// `segment_at(s)` returns segment s of `num_segments`. Moving on reads the next kLookahead segment
-// descriptors with independent loads, so a run of empty segments (a decode batch that routes to 8
-// of 256 experts) costs one memory latency per kLookahead segments instead of one per segment.
+// increasing tile indices only, so it never walks back. `segment_at(s)` returns segment s of
+// `num_segments`. Moving on reads the next kLookahead segment descriptors with independent loads, so
+// a run of empty segments (masked or offsets layouts with idle experts) costs one memory latency per
+// kLookahead segments instead of one per segment; the descriptors past the segment it stops at are
+// read again by the next move (cheap: they are cache hits, and loads, not latency, are what is spent).
 template <typename SegmentAt>
 class SegmentWalker {
  public:

@@ -94,7 +94,8 @@ class TileScheduler {
       // The dropped slots (segment `groups`, last when present) count only where the epilogue writes them.
       const int32_t* active = static_cast<const int32_t*>(p.layout.groups_data) + p.layout.groups + 2;
       uint32_t count = static_cast<uint32_t>(active[0]);
-      if (count > p.layout.groups + 1) count = p.layout.groups + 1;  // a bad table never leads outside it
+      // The list's length is clamped to its room; its entries are the routing block's own, in [0, groups].
+      if (count > p.layout.groups + 1) count = p.layout.groups + 1;
       if (!p.routed.dropped_segment && count > 0 && static_cast<uint32_t>(active[count]) == p.layout.groups) --count;
       return count;
     }
