@@ -12,8 +12,8 @@ namespace {
 void check_range(const megamoe_buffer& buffer, int64_t offset, int64_t size) {
   if (offset < 0) invalid("offset_bytes", "is ", offset, " (negative)");
   if (size < 0) invalid("size_bytes", "is ", size, " (negative)");
-  if (offset > buffer.size || size > buffer.size - offset) {
-    invalid("size_bytes", "range [", offset, ", ", offset, " + ", size, ") exceeds the buffer's ", buffer.size,
+  if (offset > buffer.memory.bytes() || size > buffer.memory.bytes() - offset) {
+    invalid("size_bytes", "range [", offset, ", ", offset, " + ", size, ") exceeds the buffer's ", buffer.memory.bytes(),
             " bytes");
   }
 }
@@ -25,11 +25,12 @@ void check_host_outside(const megamoe_buffer& buffer, const void* host, int64_t 
   if (host == nullptr) invalid("host", "is NULL");
   const auto host_begin = reinterpret_cast<uintptr_t>(host);
   const auto host_end = host_begin + static_cast<uintptr_t>(size);
-  const auto buffer_begin = reinterpret_cast<uintptr_t>(buffer.data);
-  const auto buffer_end = buffer_begin + static_cast<uintptr_t>(buffer.size);
+  const auto buffer_begin = reinterpret_cast<uintptr_t>(buffer.memory.as<void>());
+  const auto buffer_end = buffer_begin + static_cast<uintptr_t>(buffer.memory.bytes());
   if (host_begin < buffer_end && buffer_begin < host_end) {
     invalid("host", "host memory [", host, ", ", host, " + ", size, ") overlaps the buffer's own memory [",
-            buffer.data, ", ", buffer.data, " + ", buffer.size, "); expected memory outside the buffer");
+            buffer.memory.as<void>(), ", ", buffer.memory.as<void>(), " + ", buffer.memory.bytes(),
+            "); expected memory outside the buffer");
   }
 }
 
@@ -44,9 +45,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_create(megamoe_context_t context, in
     auto& out = require_out(out_buffer, "out_buffer");
     if (size_bytes < 0) invalid("size_bytes", "is ", size_bytes, " (negative)");
     auto buffer = std::make_unique<megamoe_buffer>();
-    buffer->backend = ctx.backend;
-    buffer->data = size_bytes > 0 ? ctx.backend->allocate(size_bytes) : nullptr;
-    buffer->size = size_bytes;
+    buffer->memory = BackendBuffer(ctx.backend, size_bytes);
     out = publish(std::move(buffer));
   });
 }
@@ -64,8 +63,8 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_get_data(megamoe_buffer_t buffer, vo
     auto& data = require_out(out_data, "out_data");
     auto& type = require_out(out_device_type, "out_device_type");
     auto& id = require_out(out_device_id, "out_device_id");
-    const Device device = b.backend->device();
-    data = b.data;
+    const Device device = b.memory.backend()->device();
+    data = b.memory.as<void>();
     type = device.type;
     id = device.id;
   });
@@ -74,7 +73,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_get_data(megamoe_buffer_t buffer, vo
 MEGAMOE_API megamoe_status_t megamoe_buffer_get_size(megamoe_buffer_t buffer, int64_t* out_size_bytes) {
   return guarded(__func__, [&] {
     auto& b = require_handle(buffer, "buffer");
-    require_out(out_size_bytes, "out_size_bytes") = b.size;
+    require_out(out_size_bytes, "out_size_bytes") = b.memory.bytes();
   });
 }
 
@@ -85,7 +84,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_write(megamoe_buffer_t buffer, int64
     check_range(b, offset_bytes, size_bytes);
     if (size_bytes == 0) return;
     check_host_outside(b, host, size_bytes);
-    b.backend->write(static_cast<char*>(b.data) + offset_bytes, host, size_bytes, stream);
+    b.memory.backend()->write(b.memory.as<char>() + offset_bytes, host, size_bytes, stream);
   });
 }
 
@@ -96,7 +95,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_read(megamoe_buffer_t buffer, int64_
     check_range(b, offset_bytes, size_bytes);
     if (size_bytes == 0) return;
     check_host_outside(b, host, size_bytes);
-    b.backend->read(host, static_cast<const char*>(b.data) + offset_bytes, size_bytes, stream);
+    b.memory.backend()->read(host, b.memory.as<const char>() + offset_bytes, size_bytes, stream);
   });
 }
 
@@ -106,7 +105,7 @@ MEGAMOE_API megamoe_status_t megamoe_buffer_fill(megamoe_buffer_t buffer, int64_
     auto& b = require_handle(buffer, "buffer");
     check_range(b, offset_bytes, size_bytes);
     if (size_bytes == 0) return;
-    b.backend->fill(static_cast<char*>(b.data) + offset_bytes, value, size_bytes, stream);
+    b.memory.backend()->fill(b.memory.as<char>() + offset_bytes, value, size_bytes, stream);
   });
 }
 

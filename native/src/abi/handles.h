@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "core/backend.h"
+#include "core/backend_buffer.h"
 #include "core/live_objects.h"
 #include "ep/communicator.h"
 #include "ep/dispatcher.h"
@@ -61,12 +62,7 @@ struct megamoe_context {
 struct megamoe_buffer {
   static constexpr megamoe::HandleKind kKind = megamoe::HandleKind::kBuffer;
   megamoe::LiveObject live;
-  std::shared_ptr<megamoe::Backend> backend;
-  void* data = nullptr;
-  int64_t size = 0;
-  ~megamoe_buffer() {
-    if (data != nullptr) backend->deallocate(data);
-  }
+  megamoe::BackendBuffer memory;
 };
 
 struct megamoe_routed_plan {

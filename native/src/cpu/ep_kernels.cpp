@@ -45,10 +45,9 @@ int64_t received_offsets(const EpGeometry& g, const uint8_t* recv, int32_t* offs
   return total;
 }
 
-// The source rank of received row i: the last s with offsets[s] <= i.
-int64_t source_of(const int32_t* offsets, int32_t world_size, int64_t i) {
-  return std::upper_bound(offsets, offsets + world_size + 1, static_cast<int32_t>(i)) - offsets - 1;
-}
+// The source rank of received row i: the rank whose range of rows holds it, found as ep_owner finds
+// the rank whose range of experts holds an expert.
+int64_t source_of(const int32_t* offsets, int32_t world_size, int64_t i) { return ep_owner(offsets, world_size, i); }
 
 void copy_row(const EpGeometry& g, const uint8_t* rec, const ScaledTensor& x, int64_t row) {
   std::memcpy(x.data.as<uint8_t>() + row * g.hidden, rec, static_cast<size_t>(g.hidden));

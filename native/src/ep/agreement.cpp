@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "ep/backend_buffer.h"
+#include "core/backend_buffer.h"
 
 namespace megamoe::ep {
 

@@ -8,7 +8,7 @@
 #include <optional>
 #include <vector>
 
-#include "ep/backend_buffer.h"
+#include "core/backend_buffer.h"
 #include "ep/communicator.h"
 #include "ep/spec.h"
 

@@ -1,4 +1,5 @@
-// Memory of a backend (device memory on CUDA) owned by an EP object: its exchange regions and workspace.
+// Memory of a backend (device memory on CUDA) with one owner: a megamoe_buffer_t, or an EP object's
+// exchange regions and workspace. Zero bytes allocate nothing (data() is then NULL).
 #pragma once
 
 #include <cstdint>
@@ -7,13 +8,13 @@
 
 #include "core/backend.h"
 
-namespace megamoe::ep {
+namespace megamoe {
 
 class BackendBuffer {
  public:
   BackendBuffer() = default;
   BackendBuffer(std::shared_ptr<Backend> backend, int64_t bytes)
-      : backend_(std::move(backend)), data_(backend_->allocate(bytes)), bytes_(bytes) {}
+      : backend_(std::move(backend)), data_(bytes > 0 ? backend_->allocate(bytes) : nullptr), bytes_(bytes) {}
   BackendBuffer(BackendBuffer&& other) noexcept
       : backend_(std::move(other.backend_)), data_(std::exchange(other.data_, nullptr)), bytes_(other.bytes_) {}
   BackendBuffer& operator=(BackendBuffer&& other) noexcept {
@@ -28,6 +29,7 @@ class BackendBuffer {
     if (data_ != nullptr) backend_->deallocate(data_);
   }
 
+  const std::shared_ptr<Backend>& backend() const { return backend_; }
   int64_t bytes() const { return bytes_; }
   template <typename T>
   T* as() const {
@@ -40,4 +42,4 @@ class BackendBuffer {
   int64_t bytes_ = 0;
 };
 
-}  // namespace megamoe::ep
+}  // namespace megamoe
