@@ -598,6 +598,12 @@ int main(int argc, char** argv) {
   }
   for (int64_t t : {1, 16, 128, 512, 4096, 16384}) routed_cases::moe_layer(bench, t, 32);
   routed_cases::moe_layer(bench, 1, 256);
+  constexpr uint32_t kEsUp = MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP;
+  constexpr uint32_t kEsBoth = kEsUp | MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN;
+  for (uint32_t flags : {kEsUp, kEsBoth}) {
+    for (int64_t t : {1, 16, 128}) routed_cases::moe_layer(bench, t, 32, flags);
+    routed_cases::moe_layer(bench, 1, 256, flags);
+  }
   for (int32_t w : {1, 2, 4, 8}) ep_cases::ep_layer(bench, w, 128);
   MM_OK(megamoe_context_destroy(bench.ctx));
 

@@ -206,15 +206,20 @@ __global__ void combine(const uint16_t* z, uint16_t* y, int64_t tokens, int64_t 
   y[i] = static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
 }
 
-// Fused layer vs the composed path, DeepSeek-V3 experts (H 7168, I 2048), 32 experts, top-8.
-void moe_layer(Bench& bench, int64_t T, int64_t E) {
+// Fused layer vs the composed path, DeepSeek-V3 experts (H 7168, I 2048), top-8; `flags` adds
+// MEGAMOE_MOE_* options (expert specialization: "_esup" for the up-projection, "_es" for both).
+void moe_layer(Bench& bench, int64_t T, int64_t E, uint32_t flags = MEGAMOE_MOE_DEFAULT) {
   const int64_t k = 8, H = 7168, I = 2048;
-  const std::string name = "moe/deepseek_e" + std::to_string(E) + "_k8_t" + std::to_string(T);
+  const bool es_up = (flags & MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP) != 0;
+  const bool es_down = (flags & MEGAMOE_MOE_EXPERT_SPECIALIZATION_DOWN) != 0;
+  const std::string name = "moe/deepseek_e" + std::to_string(E) + "_k8_t" + std::to_string(T) +
+                           (es_up && es_down ? "_es" : es_up ? "_esup" : es_down ? "_esdown" : "");
   if (!bench.wanted(name)) return;
   DevMem w13(E * 2 * I * H), s13(E * (2 * I / 128) * (H / 128) * 4), w2(E * H * I), s2(E * (H / 128) * (I / 128) * 4);
   random_fp8(w13), random_scales(s13), random_fp8(w2), random_scales(s2);
   megamoe_moe_config_t cfg{};
   cfg.struct_size = sizeof cfg;
+  cfg.flags = flags;
   cfg.num_experts = int32_t(E);
   cfg.top_k = int32_t(k);
   cfg.hidden = H;

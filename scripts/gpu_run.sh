@@ -16,6 +16,8 @@
 #   GPU_RUN_GTEST_FILTER gtest filter for the GPU suite (default: all)
 #   GPU_RUN_GPU_TIMEOUT  seconds the GPU suite may run (default 300)
 #   GPU_RUN_PROFILE_FILTER  bench shape profiled by ncu in stage "profile" (default dense/m4096_n4096_k7168)
+#   GPU_RUN_PROFILE_NCU  ncu options of stage "profile" (default: one gemm_kernel launch after the
+#                        warm-ups, SpeedOfLight / workload / warp-state / occupancy sections)
 #   MEGAMOE_DOTNET_DIR   the .NET carry scripts/gpu_pack.sh filled (default .device/dotnet; stage "dotnet")
 #   MEGAMOE_TEST_FILTER  test filter of the managed suite (stage "dotnet"; default: every test)
 #   MEGAMOE_COMMIT       commit recorded in the JSON
@@ -139,9 +141,10 @@ if want profile; then
   # the device tool returns at most 8 files.
   target=${GPU_RUN_PROFILE_FILTER:-dense/m4096_n4096_k7168}
   echo "== ncu: $target" >>"$OUT/bench.log"
-  timeout 240 ncu --kernel-name gemm_kernel --launch-skip 3 --launch-count 1 --section SpeedOfLight \
-    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
-    "$BUILD/bench/megamoe_bench" --filter "$target" --reps 1 >>"$OUT/bench.log" 2>&1
+  ncu_args=${GPU_RUN_PROFILE_NCU:-"--kernel-name gemm_kernel --launch-skip 3 --launch-count 1 --section SpeedOfLight \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy"}
+  # shellcheck disable=SC2086
+  timeout 240 ncu $ncu_args "$BUILD/bench/megamoe_bench" --filter "$target" --reps 1 >>"$OUT/bench.log" 2>&1
   rc=$?
   add profile "$(status_of $rc)" "ncu of $target in bench.log"
 fi
