@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <vector>
 
-#include "cuda/sm90/gemm/variants.h"
+#include "cuda/sm90/gemm/heuristics.h"
 #include "megamoe/megamoe.h"
 
 namespace {
@@ -348,17 +348,24 @@ struct Bench {
     return false;
   }
 
-  // Times fn() with each instantiated plain-layout tile forced (MEGAMOE_CUDA_GEMM_TILE) and prints the table.
-  void sweep_tiles(const std::string& name, double flops, const std::function<void()>& fn) {
+  // Times fn() with each instantiated plain-layout tile forced (MEGAMOE_CUDA_GEMM_TILE) and prints the
+  // table; dense problems also with every split-K of each tile ("BMxBNx1xS").
+  void sweep_tiles(const std::string& name, double flops, const std::function<void()>& fn, bool dense = false) {
     if (!sweep) return;
     namespace sm90 = megamoe::cuda::sm90;
-    for (const sm90::GemmVariant& v : sm90::kGemmVariants) {
-      if (v.kind != sm90::GemmKind::Dense) continue;  // every plain layout has the same tiles
-      const std::string tile =
-          std::to_string(v.block_m) + "x" + std::to_string(v.block_n) + "x" + std::to_string(v.multicast);
+    const auto time_tile = [&](const std::string& tile) {
       setenv("MEGAMOE_CUDA_GEMM_TILE", tile.c_str(), 1);
       const double us = timer.median_us(fn);
-      std::printf("  sweep %-40s %-8s %10.1f us %8.1f TFLOPS\n", name.c_str(), tile.c_str(), us, flops / us * 1e-6);
+      std::printf("  sweep %-40s %-10s %10.1f us %8.1f TFLOPS\n", name.c_str(), tile.c_str(), us, flops / us * 1e-6);
+    };
+    for (const sm90::GemmVariant& v : sm90::kGemmVariants) {
+      const std::string tile =
+          std::to_string(v.block_m) + "x" + std::to_string(v.block_n) + "x" + std::to_string(v.multicast);
+      if (v.kind == sm90::GemmKind::Dense) time_tile(dense ? tile + "x1" : tile);  // every plain layout has the same tiles
+      if (v.kind != sm90::GemmKind::SplitK || !dense) continue;
+      for (uint32_t splits = 2; splits <= sm90::kGemmMaxKSplits; splits *= 2) {
+        if (sm90::gemm_split_allowed(v.block_m, v.block_n, splits)) time_tile(tile + "x" + std::to_string(splits));
+      }
     }
     unsetenv("MEGAMOE_CUDA_GEMM_TILE");
     std::fflush(stdout);
@@ -414,7 +421,7 @@ struct Bench {
     const auto run = [&] { MM_OK(megamoe_gemm_dense(ctx, &at, &sat, &bt, &sbt, &dt, nullptr)); };
     const double us = timer.median_us(run);
     gemm_result(name, 2.0 * m * n * k, double(m * k + n * k + m * n * 2), m, n, k, us);
-    sweep_tiles(name, 2.0 * m * n * k, run);
+    sweep_tiles(name, 2.0 * m * n * k, run, true);
   }
 
   void contiguous(int64_t g, int64_t m_per_group, int64_t n, int64_t k) {

@@ -244,13 +244,16 @@ void moe_layer(Bench& bench, int64_t T, int64_t E, uint32_t flags = MEGAMOE_MOE_
       [&] { MM_OK(megamoe_moe_layer_forward(layer, &xt, nullptr, &it, &wt, &yt, nullptr, nullptr, nullptr)); });
   megamoe_moe_layer_destroy(layer);
 
-  // Composed: 7 launches through the public API and the glue kernels above.
+  // Composed: 7 launches through the public API and the glue kernels above, its routed plans with the
+  // layer's expert specialization (a fair reference for the _esup / _es rows).
   DevMem qx(T * H), sx(T * (H / 128) * 4), hbuf(T * k * 2 * I * 2), qa(T * k * I), sa(T * k * (I / 128) * 4),
       z(T * k * H * 2), slot_experts(T * k * 4);
   CUDA_OK(cudaMemcpy(slot_experts.p, r.data(), r.size() * 4, cudaMemcpyHostToDevice));
   megamoe_routed_plan_t up = nullptr, down = nullptr;
-  MM_OK(megamoe_routed_plan_create(bench.ctx, T, int32_t(k), int32_t(E), 2 * I, H, 0, &up));
-  MM_OK(megamoe_routed_plan_create(bench.ctx, T * k, 1, int32_t(E), H, I, 0, &down));
+  const uint32_t up_flags = es_up ? MEGAMOE_PLAN_EXPERT_SPECIALIZATION : 0u;
+  const uint32_t down_flags = es_down ? MEGAMOE_PLAN_EXPERT_SPECIALIZATION : 0u;
+  MM_OK(megamoe_routed_plan_create(bench.ctx, T, int32_t(k), int32_t(E), 2 * I, H, up_flags, &up));
+  MM_OK(megamoe_routed_plan_create(bench.ctx, T * k, 1, int32_t(E), H, I, down_flags, &down));
   const auto qxt = tensor(qx.p, MEGAMOE_DTYPE_FP8_E4M3, {T, H}), sxt = tensor(sx.p, MEGAMOE_DTYPE_FP32, {T, H / 128});
   const auto ht = tensor(hbuf.p, MEGAMOE_DTYPE_BF16, {T, k, 2 * I});
   const auto qat = tensor(qa.p, MEGAMOE_DTYPE_FP8_E4M3, {T * k, I});

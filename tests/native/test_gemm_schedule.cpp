@@ -160,6 +160,49 @@ TEST(GemmSchedule, DenseTilesCoverTheGridOnce) {
   }
 }
 
+// Split-K: a grid of tiles * splits CTAs; the splits CTAs of each cluster get the same tile, exactly
+// one, and their K ranges cover every K block once, in rank order; their column slices cover the tile.
+TEST(GemmSchedule, SplitKClustersCoverEveryTileAndKBlockOnce) {
+  for (uint32_t m : {1u, 129u, 256u}) {
+    for (uint32_t splits : {1u, 2u, 4u, 8u}) {
+      for (uint32_t num_kb : {1u, 3u, 8u, 56u, 512u}) {
+        const uint32_t block_m = 128, n_blocks = 5;
+        const uint32_t tiles = (m + block_m - 1) / block_m * n_blocks, grid = tiles * splits;
+        std::map<std::pair<uint32_t, uint32_t>, std::vector<uint32_t>> k_blocks_of;  // tile -> K blocks
+        for (uint32_t c = 0; c < grid; ++c) {
+          TileWork w{};
+          uint32_t got = 0;
+          for (uint32_t it = 0; sm90::dense_tile(sm90::split_k_tile_index(c, it, grid, splits), m, block_m, n_blocks, 16, w);
+               ++it) {
+            ++got;
+            const auto r = sm90::split_k_range(num_kb, c % splits, splits);
+            ASSERT_LE(r.begin, r.end);
+            auto& list = k_blocks_of[{w.row_begin, w.n_block}];
+            for (uint32_t kb = r.begin; kb < r.end; ++kb) list.push_back(kb);
+          }
+          EXPECT_EQ(got, 1u) << "CTA " << c;
+        }
+        ASSERT_EQ(k_blocks_of.size(), static_cast<std::size_t>(tiles));
+        for (const auto& [tile, list] : k_blocks_of) {
+          ASSERT_EQ(list.size(), static_cast<std::size_t>(num_kb));
+          for (uint32_t kb = 0; kb < num_kb; ++kb) EXPECT_EQ(list[kb], kb);
+        }
+      }
+      for (uint32_t block_n : {32u, 64u, 128u, 256u}) {
+        if ((block_n / 8) % splits != 0) continue;
+        uint32_t next = 0;
+        for (uint32_t rank = 0; rank < splits; ++rank) {
+          const auto owned = sm90::split_k_owned_chunks(block_n, rank, splits);
+          EXPECT_EQ(owned.begin, next);
+          EXPECT_GT(owned.end, owned.begin);
+          next = owned.end;
+        }
+        EXPECT_EQ(next, block_n / 8);
+      }
+    }
+  }
+}
+
 // TMA multicast pairs CTAs 2j and 2j+1 of a cluster: with an even number of n-blocks they must always
 // get tiles of the same m-block (and group) on neighbouring n-blocks, or both get none.
 TEST(GemmSchedule, MulticastPairsShareTheMBlock) {

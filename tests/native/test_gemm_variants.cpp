@@ -23,13 +23,17 @@ using sm90::GemmVariant;
 const GemmVariant& variant_at(int index) { return sm90::kGemmVariants.at(static_cast<size_t>(index)); }
 
 TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
-  // Plain layouts: 7 tile shapes x multicast {1, 2} each; routed: 2 + 1 + 2 single-CTA variants.
-  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 5u);
+  // Plain layouts: 7 tile shapes x multicast {1, 2} each; split-K: the 7 shapes single-CTA-A;
+  // routed: 2 + 1 + 2 single-CTA variants.
+  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 7u + 5u);
   std::set<std::tuple<int, int, uint32_t, uint32_t, uint32_t>> seen;
   for (const GemmVariant& v : sm90::kGemmVariants) {
     EXPECT_TRUE(sm90::gemm_variant_valid(v));
     EXPECT_TRUE(seen.emplace(static_cast<int>(v.kind), static_cast<int>(v.epilogue), v.block_m, v.block_n, v.multicast).second);
     EXPECT_EQ(v.kind == GemmKind::Routed, v.epilogue != GemmEpilogue::Bf16);
+    if (v.kind == GemmKind::SplitK) {
+      EXPECT_EQ(v.multicast, 1u);
+    }
   }
   for (GemmKind kind : {GemmKind::Dense, GemmKind::Contiguous, GemmKind::Masked, GemmKind::Offsets}) {
     for (auto [bm, bn] : {std::pair<uint32_t, uint32_t>{128, 256}, {128, 128}, {128, 64}, {128, 32}, {64, 128}, {64, 64}, {64, 32}}) {
@@ -47,6 +51,8 @@ TEST(GemmVariants, ValidityRules) {
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::Bf16, 128, 128, 4}));
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::Bf16, 128, 128, 1}));
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::RoutedBf16, 128, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::SplitK, GemmEpilogue::Bf16, 128, 128, 2}));
+  EXPECT_TRUE(sm90::gemm_variant_valid({GemmKind::SplitK, GemmEpilogue::Bf16, 128, 128, 1}));
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::CombineF32, 64, 128, 1}));
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::CombineF32, 128, 128, 2}));
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 128, 1}));
@@ -72,7 +78,8 @@ TEST(GemmHeuristics, PlainChoicesAreInstantiatedAndSensible) {
         const int index = sm90::choose_gemm_variant(r);
         ASSERT_GE(index, 0);
         const GemmVariant& v = variant_at(index);
-        EXPECT_EQ(v.kind, kind);
+        // Dense problems may run split over K (GemmHeuristics.SplitKOnlyWhereTilesLeaveSMsIdle).
+        EXPECT_TRUE(v.kind == kind || (kind == GemmKind::Dense && v.kind == GemmKind::SplitK));
         EXPECT_EQ(v.epilogue, GemmEpilogue::Bf16);
         EXPECT_EQ(n % v.block_n, 0);
         EXPECT_TRUE(sm90::gemm_multicast_allowed(n, v.block_n, v.multicast));
@@ -125,6 +132,100 @@ TEST(GemmHeuristics, RoutedRules) {
   r.epilogue = GemmEpilogue::RoutedBf16, r.n = 4096;
   EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r, sm90::parse_gemm_tile_override("128x128x1"))).block_n, 128u);
   EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r, sm90::parse_gemm_tile_override("128x256"))).block_n, 256u);
+}
+
+// Split-K (split_k.cuh): dense problems whose best unsplit tiles leave at least half of the SMs idle
+// are split, within one wave of clusters; others (run 48: m128 n4096 k7168 and m128 n7168 k16384
+// measured slower split) and grouped problems never are.
+TEST(GemmHeuristics, SplitKOnlyWhereTilesLeaveSMsIdle) {
+  sm90::GemmRequest r;
+  r.kind = GemmKind::Dense, r.groups = 1, r.num_sms = 132;
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{64, 2048, 7168}, {1, 4096, 7168}, {64, 4096, 7168}}) {
+    r.rows = m, r.n = n, r.k = k;
+    const sm90::GemmChoice c = sm90::choose_gemm(r);
+    ASSERT_GE(c.variant, 0);
+    const GemmVariant& v = variant_at(c.variant);
+    EXPECT_GT(c.k_splits, 1u) << m << "x" << n << "x" << k;
+    EXPECT_EQ(v.kind, GemmKind::SplitK);
+    const int64_t tiles = (m + v.block_m - 1) / v.block_m * (n / v.block_n);
+    EXPECT_LE(tiles * c.k_splits, r.num_sms);
+    EXPECT_TRUE(sm90::gemm_split_allowed(v.block_m, v.block_n, c.k_splits));
+  }
+  // Enough tiles for most SMs, or too little K to share: no split.
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{128, 4096, 7168}, {128, 7168, 16384}, {128, 7168, 2048},
+                         {4096, 4096, 7168}}) {
+    r.rows = m, r.n = n, r.k = k;
+    EXPECT_EQ(sm90::choose_gemm(r).k_splits, 1u) << m << "x" << n << "x" << k;
+    EXPECT_EQ(variant_at(sm90::choose_gemm(r).variant).kind, GemmKind::Dense);
+  }
+  r.rows = 2048, r.n = 2816, r.k = 2048;
+  EXPECT_EQ(sm90::choose_gemm(r).k_splits, 1u);
+  r.rows = 128, r.n = 4096, r.k = 128;
+  EXPECT_EQ(sm90::choose_gemm(r).k_splits, 1u);
+  // Every model choice on a sweep: the variant's kind matches its split; one wave, at least one K
+  // block per split, a tile that can split.
+  for (int64_t m : {1, 64, 128, 200, 1024}) {
+    for (int64_t n : {128, 512, 2048, 7168}) {
+      for (int64_t k : {128, 512, 2048, 7168, 65536}) {
+        r.rows = m, r.n = n, r.k = k;
+        const sm90::GemmChoice c = sm90::choose_gemm(r);
+        ASSERT_GE(c.variant, 0);
+        const GemmVariant& v = variant_at(c.variant);
+        EXPECT_EQ(v.kind, c.k_splits > 1 ? GemmKind::SplitK : GemmKind::Dense);
+        if (c.k_splits == 1) continue;
+        const int64_t tiles = (m + v.block_m - 1) / v.block_m * (n / v.block_n);
+        EXPECT_LE(tiles * c.k_splits, r.num_sms) << m << "x" << n << "x" << k;
+        EXPECT_LE(int64_t{c.k_splits} * 128, k);
+        EXPECT_TRUE(sm90::gemm_split_allowed(v.block_m, v.block_n, c.k_splits));
+      }
+    }
+  }
+  // Grouped layouts never split.
+  for (GemmKind kind : {GemmKind::Contiguous, GemmKind::Masked, GemmKind::Offsets}) {
+    r.kind = kind, r.groups = 2, r.rows = 128, r.max_m = 64, r.n = 4096, r.k = 7168;
+    EXPECT_EQ(sm90::choose_gemm(r).k_splits, 1u);
+    EXPECT_EQ(sm90::choose_gemm(r, sm90::parse_gemm_tile_override("128x128x1x4")).k_splits, 1u);
+    EXPECT_EQ(variant_at(sm90::choose_gemm(r).variant).kind, kind);
+  }
+  // Every split a tile's column chunks allow also fits its partial tile in the stages.
+  for (const GemmVariant& v : sm90::kGemmVariants) {
+    if (v.kind != GemmKind::SplitK) continue;
+    for (uint32_t splits = 2; splits <= sm90::kGemmMaxKSplits && (v.block_n / 8) % splits == 0; splits *= 2) {
+      EXPECT_TRUE(sm90::gemm_split_allowed(v.block_m, v.block_n, splits)) << v.block_m << "x" << v.block_n;
+    }
+  }
+  EXPECT_FALSE(sm90::gemm_split_allowed(128, 128, 1));
+  EXPECT_FALSE(sm90::gemm_split_allowed(128, 128, 3));
+  EXPECT_FALSE(sm90::gemm_split_allowed(128, 128, 16));
+}
+
+TEST(GemmHeuristics, ForcedSplitK) {
+  EXPECT_EQ(sm90::parse_gemm_tile_override("128x128x1x4").k_splits, 4u);
+  EXPECT_EQ(sm90::parse_gemm_tile_override("128x128x1").k_splits, 0u);
+  EXPECT_EQ(sm90::parse_gemm_tile_override("128x128x1x9").k_splits, 0u);  // beyond the cluster limit: the model's
+  sm90::GemmRequest r;
+  r.kind = GemmKind::Dense, r.rows = 4096, r.n = 4096, r.k = 128;
+  // Forced even where the model would not split (several waves, splits without K blocks).
+  sm90::GemmChoice c = sm90::choose_gemm(r, sm90::parse_gemm_tile_override("128x128x1x8"));
+  EXPECT_EQ(c.k_splits, 8u);
+  EXPECT_EQ(variant_at(c.variant).kind, GemmKind::SplitK);
+  EXPECT_EQ(variant_at(c.variant).block_n, 128u);
+  // 128x32 has 4 column chunks: 8 splits cannot each own one, the forced split is ignored.
+  c = sm90::choose_gemm(r, sm90::parse_gemm_tile_override("128x32x1x8"));
+  EXPECT_EQ(variant_at(c.variant).block_n, 32u);
+  EXPECT_EQ(variant_at(c.variant).kind, GemmKind::Dense);
+  EXPECT_EQ(c.k_splits, 1u);
+  c = sm90::choose_gemm(r, sm90::parse_gemm_tile_override("128x32x1x4"));
+  EXPECT_EQ(c.k_splits, 4u);
+  // Multicast clusters do not split.
+  c = sm90::choose_gemm(r, sm90::parse_gemm_tile_override("128x128x2x4"));
+  EXPECT_EQ(variant_at(c.variant).multicast, 2u);
+  EXPECT_EQ(c.k_splits, 1u);
+  // S = 1 forces no split where the model would split.
+  r.rows = 128, r.n = 4096, r.k = 7168;
+  c = sm90::choose_gemm(r, sm90::parse_gemm_tile_override("128x128x1x1"));
+  EXPECT_EQ(variant_at(c.variant).kind, GemmKind::Dense);
+  EXPECT_EQ(c.k_splits, 1u);
 }
 
 TEST(GemmHeuristics, TileOverride) {

@@ -115,8 +115,9 @@ std::vector<double> magnitudes(const Operands& o, int64_t n_out, ExpertOf&& expe
 // (untouched).
 template <typename Launch, typename RowFilter>
 void for_every_tile(DeviceBuffer& d, const HostVec<uint16_t>& ref, const std::vector<double>& mag, int64_t rows,
-                    int64_t n, Launch&& launch, RowFilter&& compare_row) {
-  for (const std::string& tile : mmt_gpu::all_tiles()) {
+                    int64_t n, Launch&& launch, RowFilter&& compare_row,
+                    const std::vector<std::string>& tiles = mmt_gpu::all_tiles()) {
+  for (const std::string& tile : tiles) {
     SCOPED_TRACE("tile " + (tile.empty() ? std::string("heuristic") : tile));
     TileOverride force(tile);
     d.poison();
@@ -178,6 +179,54 @@ TEST_F(GpuGemm, Dense) {
     for_every_tile(
         d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
         [](int64_t) { return true; });
+  }
+}
+
+// Split-K over a cluster (cuda/sm90/gemm/split_k.cuh), forced as "BMxBNx1xS" on every tile that can
+// split, including more splits than K blocks (ranks with no K block add zeros) and M not a multiple
+// of the tile; then the heuristic's own split of a decode-sized shape, run twice: bitwise equal.
+TEST_F(GpuGemm, DenseSplitK) {
+  MMT_SEED_TRACE(seed_);
+  mmt::Rng rng(seed_);
+  const std::vector<std::string> forced = {"128x128x1x2", "128x128x1x4", "128x128x1x8", "128x256x1x8", "128x64x1x8",
+                                           "128x32x1x4",  "64x128x1x8",  "64x64x1x2",   "64x64x1x8",   "64x32x1x4"};
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 256, 128}, {129, 512, 1024}, {64, 256, 3072}, {200, 512, 7168}};
+  for (const auto& [m, n, k] : shapes) {
+    SCOPED_TRACE(testing::Message() << "split-K M=" << m << " N=" << n << " K=" << k);
+    std::printf("  split-K M=%lld N=%lld K=%lld\n", static_cast<long long>(m), static_cast<long long>(n),
+                static_cast<long long>(k));
+    const Operands o = make_operands(rng, m, n, k, 1);
+    Bound t = bind(c(), o, {m, k}, false);
+    HostVec<uint16_t> ref(static_cast<std::size_t>(m * n));
+    const auto hd = mmt::make_tensor(ref.data(), MEGAMOE_DTYPE_BF16, {m, n});
+    MMT_OK(megamoe_gemm_dense(c().cpu, &t.ha, &t.hsa, &t.hb, &t.hsb, &hd, nullptr));
+    DeviceBuffer d(c().gpu, m * n * 2);
+    const auto dd = d.tensor(MEGAMOE_DTYPE_BF16, {m, n});
+    const auto mag = magnitudes(o, n, [](int64_t) { return int64_t{0}; });
+    for_every_tile(
+        d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
+        [](int64_t) { return true; }, forced);
+  }
+  // The heuristic splits M = 64, N = 2048, K = 7168 (tests/native/test_gemm_variants.cpp): checked, and
+  // deterministic (the ranks' partial tiles are summed in rank order whichever finishes first).
+  const int64_t m = 64, n = 2048, k = 7168;
+  const Operands o = make_operands(rng, m, n, k, 1);
+  Bound t = bind(c(), o, {m, k}, false);
+  HostVec<uint16_t> ref(static_cast<std::size_t>(m * n));
+  const auto hd = mmt::make_tensor(ref.data(), MEGAMOE_DTYPE_BF16, {m, n});
+  MMT_OK(megamoe_gemm_dense(c().cpu, &t.ha, &t.hsa, &t.hb, &t.hsb, &hd, nullptr));
+  DeviceBuffer d(c().gpu, m * n * 2);
+  const auto dd = d.tensor(MEGAMOE_DTYPE_BF16, {m, n});
+  const auto mag = magnitudes(o, n, [](int64_t) { return int64_t{0}; });
+  for_every_tile(
+      d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
+      [](int64_t) { return true; }, {""});
+  const auto first = d.download<uint16_t>(m * n);
+  for (int run = 0; run < 3; ++run) {
+    d.poison();
+    MMT_OK(megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr));
+    const auto again = d.download<uint16_t>(m * n);
+    ASSERT_TRUE(std::equal(first.begin(), first.end(), again.begin())) << "split-K result differs between runs";
   }
 }
 

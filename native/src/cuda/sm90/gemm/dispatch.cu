@@ -45,12 +45,12 @@ GemmRequest request_of(const GemmArgs& args, const DeviceLimits& limits) {
 
 }  // namespace
 
-int choose_variant(const GemmArgs& args, const DeviceLimits& limits) {
+GemmChoice choose_variant(const GemmArgs& args, const DeviceLimits& limits) {
   // The override is read per call (tests and benchmarks switch it between launches); the model's
   // answer for the last few requests of this thread is remembered, since eager callers repeat them.
-  thread_local RecentCache<std::pair<GemmRequest, GemmTileOverride>, int, 8> memo;
+  thread_local RecentCache<std::pair<GemmRequest, GemmTileOverride>, GemmChoice, 8> memo;
   const std::pair<GemmRequest, GemmTileOverride> key{request_of(args, limits), gemm_tile_override_from_env()};
-  return memo.get(key, [&] { return choose_gemm_variant(key.first, key.second); });
+  return memo.get(key, [&] { return choose_gemm(key.first, key.second); });
 }
 
 void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream) {
@@ -63,7 +63,8 @@ void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream)
   if (l.k / kGemmBlockK > kGemmMaxKBlocks) {
     fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA GEMMs support K <= ", kGemmMaxKBlocks * kGemmBlockK, " (got ", l.k, ")");
   }
-  const int index = choose_variant(args, limits);
+  const GemmChoice choice = choose_variant(args, limits);
+  const int index = choice.variant;
   if (index < 0) {
     fail(MEGAMOE_ERROR_INTERNAL, "no GEMM variant instantiated for layout ", static_cast<int>(args.kind), ", epilogue ",
          static_cast<int>(args.epilogue), ", N = ", l.n, ", K = ", l.k);
@@ -75,6 +76,11 @@ void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream)
     const int single = gemm_variant_index({v.kind, v.epilogue, v.block_m, v.block_n, 1});
     if (single < 0) fail(MEGAMOE_ERROR_INTERNAL, "no single-CTA GEMM variant for tile ", v.block_m, "x", v.block_n);
     return kLaunchers[static_cast<size_t>(single)](args, limits, stream);
+  }
+  if (choice.k_splits > 1) {
+    GemmArgs split = args;
+    split.params.layout.k_splits = choice.k_splits;
+    return kLaunchers[static_cast<size_t>(index)](split, limits, stream);
   }
   kLaunchers[static_cast<size_t>(index)](args, limits, stream);
 }

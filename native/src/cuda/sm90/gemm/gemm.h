@@ -26,8 +26,8 @@ struct GemmArgs {
   KernelParams params;
 };
 
-// The variant that runs `args` on this device (an index into kGemmVariants; -1 if none fits).
-int choose_variant(const GemmArgs& args, const DeviceLimits& limits);
+// The variant that runs `args` on this device and its split-K (variant -1 if none fits).
+GemmChoice choose_variant(const GemmArgs& args, const DeviceLimits& limits);
 // Enqueues the GEMM; rows == 0 or n == 0 enqueue nothing.
 void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream);
 

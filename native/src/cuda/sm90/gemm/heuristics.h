@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "cuda/sm90/gemm/schedule.h"
+#include "cuda/sm90/gemm/smem_budget.h"
 #include "cuda/sm90/gemm/variants.h"
 
 namespace megamoe::cuda::sm90 {
@@ -18,7 +20,27 @@ struct GemmTile {
   uint32_t block_m;
   uint32_t block_n;
   uint32_t multicast = 1;
+  uint32_t k_splits = 1;  // > 1: a GemmKind::SplitK variant, CTAs of a cluster sharing each tile's K (split_k.cuh)
 };
+
+// A GemmKind::SplitK tile on a cluster of `splits` CTAs (2, 4 or 8: cluster sizes every SM90 part
+// supports): each rank owns block_n / 8 / splits column chunks, and the float32 partial tile must
+// fit the pipeline stages it reuses.
+// Clusters of `splits` CTAs (one per SM: the GEMM CTAs fill an SM) that can run at once. A cluster
+// must sit in one GPC, and the GPCs of H100 / H200 SXM parts hold 14-18 SMs: ncu reported 30 active
+// clusters of 4 on an H100 (bench/NOTES.md, run 47), so fewer than num_sms / splits for 4 and 8.
+inline int64_t gemm_split_max_clusters(int32_t num_sms, uint32_t splits) {
+  const int64_t sms = std::max(num_sms, 1);
+  if (splits <= 2) return sms / 2;
+  return splits == 4 ? sms * 30 / 132 : sms * 14 / 132;
+}
+
+inline bool gemm_split_allowed(uint32_t block_m, uint32_t block_n, uint32_t splits) {
+  if (splits < 2 || splits > kGemmMaxKSplits || (splits & (splits - 1)) != 0) return false;
+  if ((block_n / 8) % splits != 0) return false;
+  const uint64_t scratch = uint64_t{block_m} * block_n * 4;
+  return scratch <= uint64_t{gemm_num_stages(block_m, block_n, true)} * (block_m + block_n) * kGemmBlockK;
+}
 
 // Multicast pairs two CTAs on neighbouring n-blocks of one m-block: it needs an even number of
 // n-blocks (then every layout's tile count per segment is even).
@@ -43,18 +65,20 @@ inline double gemm_tile_cost(const GemmProblem& p, GemmTile t) {
   const double m = static_cast<double>(std::max<int64_t>(p.m, 1));
   const double groups = static_cast<double>(std::max<int64_t>(p.groups, 1));
   const double n = static_cast<double>(p.n), k = static_cast<double>(p.k);
+  const double splits = static_cast<double>(std::max(t.k_splits, 1u));
   const double m_blocks = std::ceil(m / t.block_m) * groups;
   const double n_blocks = std::ceil(n / t.block_n);
-  const double tiles = m_blocks * n_blocks;
+  // Split-K: every CTA runs one split of a tile, with k / splits of its K.
+  const double tiles = m_blocks * n_blocks * splits;
   const double sms = static_cast<double>(std::max(p.num_sms, 1));
   const double waves = std::ceil(tiles / sms);
   // Tensor cores: 8192 FP8 FLOP per cycle per SM at best. A 64xNx32 wgmma also reads its A (2 KiB)
   // and B (N x 32 bytes) operands from shared memory at 128 B per cycle: small N is bound by that.
   const double wave_n = std::min(t.block_n, 128u);
   const double mma_cycles = (t.block_n / wave_n) * std::max(wave_n / 2.0, (2048.0 + wave_n * 32.0) / 128.0);
-  const double k_steps = k / 32.0;
+  const double k_steps = k / splits / 32.0;
   // Only 64-row slabs holding valid rows issue MMAs (per group: ceil(m / 64) slabs).
-  const double slabs = std::ceil(m / 64.0) * groups * n_blocks;
+  const double slabs = std::ceil(m / 64.0) * groups * n_blocks * splits;
   double tile_cycles = (slabs / tiles) * k_steps * mma_cycles;
   // Epilogue: BF16 tile through shared memory (partly overlapped with the next tile's loads).
   tile_cycles += t.block_m * t.block_n * 2.0 / 16.0;
@@ -62,41 +86,54 @@ inline double gemm_tile_cost(const GemmProblem& p, GemmTile t) {
   const double compute = waves * tile_cycles * (t.multicast > 1 ? 1.05 : 1.0);
   // The wall measured on H100 (bench/NOTES.md): what each SM receives into shared memory, about
   // 32 B per cycle per SM whatever the tile (multicast does not reduce what an SM receives).
-  const double panel_bytes = (static_cast<double>(t.block_m) + t.block_n) * k;
+  const double panel_bytes = (static_cast<double>(t.block_m) + t.block_n) * k / splits;
   const double l2 = std::max(waves * panel_bytes / 32.0, tiles * panel_bytes / 3000.0);
   // HBM: the distinct bytes once (A rows actually present, B of every group, D), about 1700 B/cycle.
   const double a_bytes = m * groups * k;
   const double b_bytes = n * k * (p.kind == GemmKind::Dense ? 1.0 : groups);
   const double hbm = (a_bytes + b_bytes + m * groups * n * 2.0) / 1700.0;
+  // Split-K reduction, after the mainloop: the float32 partial tile into shared memory (~64 B per
+  // cycle), the peers' slices of it over distributed shared memory (assumed ~32 B per cycle), two
+  // cluster barriers; and a cluster launch, measured ~3 us slower than a plain one for small grids
+  // (the multicast rows of run 47's sweep).
+  double reduce = 0.0;
+  if (splits > 1) {
+    const double partial = static_cast<double>(t.block_m) * t.block_n * 4.0;
+    reduce = partial / 64.0 + partial * (splits - 1.0) / splits / 32.0 + 9000.0;
+  }
   // The slowest resource bounds the time; the others still cost a little (tie-breaker).
-  return std::max({compute, l2, hbm}) + 0.1 * (compute + l2);
+  return std::max({compute, l2, hbm}) + reduce + 0.1 * (compute + l2);
 }
 
-// A tile shape forced by tests and benchmarks (MEGAMOE_CUDA_GEMM_TILE="BMxBN" or "BMxBNxC"), so that
-// every instantiation is reachable. multicast 0: still chosen by the model.
+// A tile shape forced by tests and benchmarks (MEGAMOE_CUDA_GEMM_TILE="BMxBN", "BMxBNxC" or
+// "BMxBNxCxS"), so that every instantiation is reachable. multicast 0: still chosen by the model;
+// k_splits 0: chosen by the model, S >= 1: forced for dense problems where the tile allows it
+// (even where it leaves K blocks to no CTA or needs more than one wave).
 struct GemmTileOverride {
   uint32_t block_m = 0;
   uint32_t block_n = 0;
   uint32_t multicast = 0;
+  uint32_t k_splits = 0;
   bool active() const { return block_m != 0; }
 };
 
 constexpr bool operator==(const GemmTileOverride& a, const GemmTileOverride& b) {
-  return a.block_m == b.block_m && a.block_n == b.block_n && a.multicast == b.multicast;
+  return a.block_m == b.block_m && a.block_n == b.block_n && a.multicast == b.multicast && a.k_splits == b.k_splits;
 }
 
 // Shapes no plain variant has are ignored (an inactive override).
 inline GemmTileOverride parse_gemm_tile_override(const char* text) {
   GemmTileOverride o;
   if (text == nullptr || *text == '\0') return o;
-  unsigned bm = 0, bn = 0, mc = 0;
-  const int fields = std::sscanf(text, "%ux%ux%u", &bm, &bn, &mc);
+  unsigned bm = 0, bn = 0, mc = 0, splits = 0;
+  const int fields = std::sscanf(text, "%ux%ux%ux%u", &bm, &bn, &mc, &splits);
   if (fields < 2) return o;
   for (const GemmVariant& v : kGemmVariants) {
     if (v.epilogue == GemmEpilogue::Bf16 && v.block_m == bm && v.block_n == bn) {
       o.block_m = bm;
       o.block_n = bn;
-      if (fields == 3 && (mc == 1 || mc == 2)) o.multicast = mc;
+      if (fields >= 3 && (mc == 1 || mc == 2)) o.multicast = mc;
+      if (fields == 4 && splits >= 1 && splits <= kGemmMaxKSplits) o.k_splits = splits;
       return o;
     }
   }
@@ -109,24 +146,58 @@ inline GemmTileOverride gemm_tile_override_from_env() {
 
 // The cheapest plain (BF16-epilogue) variant of p.kind by gemm_tile_cost, or the forced shape when
 // the problem allows it (a forced multicast the problem does not allow falls back to the model's).
+// Dense problems weigh the split-K variants too, but only where the best unsplit tile leaves at
+// least half of the SMs idle: run 48 (bench/NOTES.md) measured a split cluster ~6-9 us slower than
+// its streaming time, so splitting lost wherever the unsplit grid already filled the GPU
+// (m128 n4096 k7168: 29.5 vs 21.5 us) and won where it did not (m64 n2048 k7168: 15.1 vs 18.6 us).
 inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& forced = {}) {
   const bool has_forced = forced.active() && gemm_tile_allowed(p.n, forced.block_n);
+  // A forced split (S = 1: none) is honoured where the tile can run it, else the model's applies.
+  const bool dense = p.kind == GemmKind::Dense;
+  const auto forced_split_ok = [&](const GemmVariant& v) {
+    return has_forced && forced.k_splits != 0 && dense &&
+           (forced.k_splits == 1 || (forced.multicast != 2 && gemm_split_allowed(v.block_m, v.block_n, forced.k_splits)));
+  };
   GemmTile best{128, 128, 1};
   double best_cost = -1.0;
-  for (const GemmVariant& v : kGemmVariants) {
-    if (v.kind != p.kind || v.epilogue != GemmEpilogue::Bf16) continue;
-    if (has_forced && (v.block_m != forced.block_m || v.block_n != forced.block_n)) continue;
-    if (!gemm_tile_allowed(p.n, v.block_n) || !gemm_multicast_allowed(p.n, v.block_n, v.multicast)) continue;
-    if (has_forced && forced.multicast != 0 && v.multicast != forced.multicast &&
-        gemm_multicast_allowed(p.n, v.block_n, forced.multicast)) {
-      continue;
-    }
-    const GemmTile t{v.block_m, v.block_n, v.multicast};
+  const auto consider = [&](const GemmTile& t) {
     const double cost = gemm_tile_cost(p, t);
-    // Ties go to the earlier (larger, no multicast) configuration.
+    // Ties go to the earlier (larger, no multicast, unsplit) configuration.
     if (best_cost < 0.0 || cost < best_cost * 0.999) {
       best = t;
       best_cost = cost;
+    }
+  };
+  // Pass 0: unsplit variants of p.kind; pass 1: split-K variants (dense problems only).
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) {
+      if (!dense) break;
+      const int64_t unsplit_tiles = ceil_div<int64_t>(std::max<int64_t>(p.m, 1), best.block_m) * ceil_div<int64_t>(p.n, best.block_n);
+      const bool forced_split = has_forced && forced.k_splits > 1 && forced.multicast != 2 &&
+                                gemm_split_allowed(forced.block_m, forced.block_n, forced.k_splits);
+      if (!forced_split && best_cost >= 0.0 && unsplit_tiles * 2 > p.num_sms) break;
+    }
+    for (const GemmVariant& v : kGemmVariants) {
+      const GemmKind kind = pass == 0 ? p.kind : GemmKind::SplitK;
+      if (v.kind != kind || v.epilogue != GemmEpilogue::Bf16) continue;
+      if (has_forced && (v.block_m != forced.block_m || v.block_n != forced.block_n)) continue;
+      if (!gemm_tile_allowed(p.n, v.block_n) || !gemm_multicast_allowed(p.n, v.block_n, v.multicast)) continue;
+      if (has_forced && forced.multicast != 0 && v.multicast != forced.multicast &&
+          gemm_multicast_allowed(p.n, v.block_n, forced.multicast)) {
+        continue;
+      }
+      const bool forced_splits = forced_split_ok(v);
+      if (pass == 0) {
+        if (!forced_splits || forced.k_splits == 1) consider({v.block_m, v.block_n, v.multicast, 1});
+        continue;
+      }
+      const int64_t tiles = ceil_div<int64_t>(std::max<int64_t>(p.m, 1), v.block_m) * ceil_div<int64_t>(p.n, v.block_n);
+      for (uint32_t splits = 2; splits <= kGemmMaxKSplits; splits *= 2) {
+        if (!gemm_split_allowed(v.block_m, v.block_n, splits)) continue;
+        if (forced_splits && splits != forced.k_splits) continue;
+        if (!forced_splits && (tiles > gemm_split_max_clusters(p.num_sms, splits) || splits * kGemmBlockK > p.k)) continue;
+        consider({v.block_m, v.block_n, v.multicast, splits});
+      }
     }
   }
   return best;
@@ -152,9 +223,19 @@ constexpr bool operator==(const GemmRequest& a, const GemmRequest& b) {
          a.expert_specialization == b.expert_specialization && a.num_sms == b.num_sms;
 }
 
-// The variant that runs `r`, as an index into kGemmVariants; -1 when none fits (N not a multiple of
-// any instantiated BLOCK_N for this epilogue).
-inline int choose_gemm_variant(const GemmRequest& r, const GemmTileOverride& forced = {}) {
+// What runs a request: a variant and, for dense problems, its split-K.
+struct GemmChoice {
+  int variant = -1;  // index into kGemmVariants; -1 when none fits
+  uint32_t k_splits = 1;
+};
+
+constexpr bool operator==(const GemmChoice& a, const GemmChoice& b) {
+  return a.variant == b.variant && a.k_splits == b.k_splits;
+}
+
+// The variant that runs `r` and its split-K; variant -1 when none fits (N not a multiple of any
+// instantiated BLOCK_N for this epilogue).
+inline GemmChoice choose_gemm(const GemmRequest& r, const GemmTileOverride& forced = {}) {
   GemmProblem problem;
   problem.kind = r.kind;
   problem.n = r.n;
@@ -168,8 +249,9 @@ inline int choose_gemm_variant(const GemmRequest& r, const GemmTileOverride& for
   }
   if (r.kind != GemmKind::Routed) {
     const GemmTile t = choose_gemm_tile(problem, forced);
-    if (!gemm_tile_allowed(r.n, t.block_n)) return -1;
-    return gemm_variant_index({r.kind, GemmEpilogue::Bf16, t.block_m, t.block_n, t.multicast});
+    if (!gemm_tile_allowed(r.n, t.block_n)) return {};
+    const GemmKind kind = t.k_splits > 1 ? GemmKind::SplitK : r.kind;
+    return {gemm_variant_index({kind, GemmEpilogue::Bf16, t.block_m, t.block_n, t.multicast}), t.k_splits};
   }
   // Routed: the epilogue's variants (128-row tiles, no multicast). The model compares the plain
   // tiles as an offsets layout with the slots spread evenly; 256 columns win where it picks 256,
@@ -184,8 +266,12 @@ inline int choose_gemm_variant(const GemmRequest& r, const GemmTileOverride& for
     if (v.block_n == 256 && wide < 0) wide = static_cast<int>(i);
     if (v.block_n < 256 && narrow < 0) narrow = static_cast<int>(i);
   }
-  if (wide >= 0 && (prefer_wide || narrow < 0)) return wide;
-  return narrow;
+  if (wide >= 0 && (prefer_wide || narrow < 0)) return {wide, 1};
+  return {narrow, 1};
+}
+
+inline int choose_gemm_variant(const GemmRequest& r, const GemmTileOverride& forced = {}) {
+  return choose_gemm(r, forced).variant;
 }
 
 }  // namespace megamoe::cuda::sm90

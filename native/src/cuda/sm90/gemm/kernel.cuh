@@ -30,6 +30,7 @@
 #include "cuda/sm90/gemm/params.h"
 #include "cuda/sm90/gemm/producer.cuh"
 #include "cuda/sm90/gemm/scheduler.cuh"
+#include "cuda/sm90/gemm/split_k.cuh"
 
 namespace megamoe::cuda::sm90 {
 
@@ -45,6 +46,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   const SharedStorage<Cfg> smem(smem_raw);
   const uint32_t warp = threadIdx.x / 32;
   const uint32_t lane = threadIdx.x % 32;
+  const uint32_t splits = kernel_k_splits<Cfg>(p);
 
   if (threadIdx.x == kMathThreads) {
     if constexpr (!Cfg::kGather) cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_a));
@@ -72,17 +74,22 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   if (threadIdx.x >= kMathThreads) {
     cutlass::arch::warpgroup_reg_dealloc<Cfg::kProducerRegisters>();
     run_producer<Cfg>(tmap_a, tmap_b, p, smem, warp - Cfg::kMathWarps, lane);
+    if (splits > 1) split_k_cluster_barrier();
   } else {
     cutlass::arch::warpgroup_reg_alloc<Cfg::kMathRegisters>();
     const uint32_t wg = threadIdx.x / 128;
     TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
     PipelineState<Cfg::kStages> pipe;
     TileWork work;
+    bool split_reduced = false;
     while (scheduler.next(work)) {
       const MathTile t = math_tile<Cfg>(p, work, warp, lane, wg);
       float accum[BN / 2];
       run_mainloop<Cfg>(p, smem, pipe, t, accum);
-      if constexpr (kEpi == GemmEpilogue::Bf16) {
+      if constexpr (kernel_can_split_k<Cfg>()) {
+        split_k_reduce_store<Cfg>(p, work, smem, accum, splits);
+        split_reduced = true;
+      } else if constexpr (kEpi == GemmEpilogue::Bf16) {
         epilogue_store_bf16<Cfg>(tmap_d, p, work, t, accum, smem, warp, lane);
       } else {
         const Fragment frag{t.r0, lane % 4, t.first_wave, t.last_wave};
@@ -97,11 +104,18 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
         }
       }
     }
-    if constexpr (kEpi == GemmEpilogue::Bf16) epilogue_store_drain<Cfg>();
+    if constexpr (kEpi == GemmEpilogue::Bf16 && !kernel_can_split_k<Cfg>()) epilogue_store_drain<Cfg>();
+    // A split-K cluster has one tile per CTA; should a CTA get none, it still keeps the cluster's
+    // barrier count.
+    if (splits > 1 && !split_reduced) split_k_cluster_barrier();
   }
-  // No CTA of a cluster may exit while its peer can still multicast into it or arrive on its
-  // barriers; every thread of both CTAs reaches this point.
-  if constexpr (kMulticast > 1) cute::cluster_sync();
+  // No CTA of a cluster may exit while its peer can still multicast into it, arrive on its
+  // barriers or read its split-K partial tile; every thread of the cluster reaches this point.
+  if constexpr (kMulticast > 1) {
+    cute::cluster_sync();
+  } else if (splits > 1) {
+    split_k_cluster_barrier();
+  }
 #else
   if (blockIdx.x == 0 && threadIdx.x == 0) printf("megamoe: the SM90 GEMM kernel needs sm_90a\n");
 #endif

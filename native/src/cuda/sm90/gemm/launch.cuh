@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "core/error.h"
 #include "cuda/cuda_utils.h"
 #include "cuda/sm90/gemm/gemm.h"
 #include "cuda/sm90/gemm/kernel.cuh"
@@ -76,8 +77,19 @@ void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t 
   // Clusters of kMulticast CTAs; tile counts are multiples of kMulticast (gemm_multicast_allowed).
   grid = grid / kMulticast * kMulticast;
   if (grid == 0) grid = kMulticast;
+  // Split-K (split_k.cuh): one cluster of k_splits CTAs per tile, every tile at once (the heuristic
+  // splits only where that is about one wave).
+  uint32_t cluster = kMulticast;
+  if constexpr (kernel_can_split_k<Cfg>()) {
+    const uint32_t splits = p.layout.k_splits;
+    if (splits < 2 || splits > kGemmMaxKSplits || (BN / 8) % splits != 0 || tiles * splits > INT32_MAX) {
+      fail(MEGAMOE_ERROR_INTERNAL, "split-K of ", splits, " is not available for GEMM tile ", BM, "x", BN);
+    }
+    grid = tiles * splits;
+    cluster = splits;
+  }
 
-  if constexpr (kMulticast == 1) {
+  if (cluster == 1) {
     gemm_kernel<kKind, BM, BN, kMulticast, kEpi>
         <<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(tmap_a, tmap_b, tmap_d, p);
     check_launch("gemm_kernel");
@@ -89,7 +101,7 @@ void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t 
     config.stream = stream;
     cudaLaunchAttribute attribute{};
     attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = kMulticast;
+    attribute.val.clusterDim.x = cluster;
     attribute.val.clusterDim.y = 1;
     attribute.val.clusterDim.z = 1;
     config.attrs = &attribute;

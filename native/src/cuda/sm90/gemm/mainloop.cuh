@@ -9,6 +9,7 @@
 #include "cuda/sm90/gemm/config.cuh"
 #include "cuda/sm90/gemm/params.h"
 #include "cuda/sm90/gemm/scheduler.cuh"
+#include "cuda/sm90/gemm/split_k.cuh"
 #include "cuda/sm90/ptx.cuh"
 
 namespace megamoe::cuda::sm90 {
@@ -49,7 +50,8 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
   return t;
 }
 
-// Accumulates the tile into accum (zeroed first) and releases every stage it consumed.
+// Accumulates the tile's K blocks (this CTA's slice of them under split-K) into accum (zeroed
+// first) and releases every stage it consumed.
 template <class Cfg>
 __device__ __forceinline__ void run_mainloop(const KernelParams& p, const SharedStorage<Cfg>& smem,
                                              PipelineState<Cfg::kStages>& pipe, const MathTile& t,
@@ -59,11 +61,11 @@ __device__ __forceinline__ void run_mainloop(const KernelParams& p, const Shared
   for (uint32_t i = 0; i < Cfg::kBlockN / 2; ++i) accum[i] = 0.0f;
   if (t.group < 0) return;
 
-  const uint32_t num_kb = p.layout.k / kGemmBlockK;
+  const IndexRange k_blocks = cta_k_blocks<Cfg>(p);
   const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + t.a_row_base * kGemmBlockK;
   const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.b));
   const uint32_t r1 = t.r0 + 8;
-  for (uint32_t kb = 0; kb < num_kb; ++kb) {
+  for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
     const uint32_t stage = pipe.stage;
     smem.full[stage].wait(pipe.phase);
     float sb[kNWaves];

@@ -18,6 +18,7 @@
 #include "cuda/sm90/gemm/config.cuh"
 #include "cuda/sm90/gemm/params.h"
 #include "cuda/sm90/gemm/scheduler.cuh"
+#include "cuda/sm90/gemm/split_k.cuh"
 #include "cuda/sm90/ptx.cuh"
 
 namespace megamoe::cuda::sm90 {
@@ -33,6 +34,7 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
   if (!kGather && producer_warp != 0) return;
 
   const uint32_t num_kb = p.layout.k / kGemmBlockK;
+  const IndexRange k_blocks = cta_k_blocks<Cfg>(p);  // all of them, but for split-K
   const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
   const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfa));
   const uint32_t sfb_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfb));
@@ -75,7 +77,7 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
       if constexpr (Cfg::kEpi == GemmEpilogue::SwigluFp8) scale_row = work.n_block + lane * (p.swiglu.act_cols / 128);
       sfb_row = p.op.sfb + (static_cast<uint64_t>(group) * (p.layout.n / 128) + scale_row) * num_kb;
     }
-    for (uint32_t kb = 0; kb < num_kb; ++kb) {
+    for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
       const uint32_t stage = pipe.stage;
       smem.empty[stage].wait(pipe.phase ^ 1u);
       if (producer_warp == 0 && lane == 0) {

@@ -214,6 +214,37 @@ MEGAMOE_HD bool dense_tile(uint32_t index, uint32_t m, uint32_t block_m, uint32_
   return true;
 }
 
+// Split-K (dense layout only, docs/NUMERICS.md section 3): a launch with `splits` > 1 runs each tile
+// on a cluster of `splits` CTAs, CTA `rank` of the cluster accumulating the K blocks
+// [num_kb * rank / splits, num_kb * (rank + 1) / splits) (possibly none when splits > num_kb); the
+// cluster then sums the partial tiles in rank order (split_k.cuh). Every CTA gets exactly one tile:
+// the grid is tiles * splits, cluster c of it takes tile c.
+// The portable cluster size of SM90: the most CTAs one tile is split over.
+constexpr uint32_t kGemmMaxKSplits = 8;
+
+struct IndexRange {
+  uint32_t begin;
+  uint32_t end;
+};
+
+MEGAMOE_HD IndexRange split_k_range(uint32_t num_kb, uint32_t rank, uint32_t splits) {
+  const uint64_t kb = num_kb;
+  return {static_cast<uint32_t>(kb * rank / splits), static_cast<uint32_t>(kb * (rank + 1) / splits)};
+}
+
+// The tile index CTA `cta` of a grid of `grid` CTAs asks for at its `iteration`-th step: the
+// `splits` CTAs of a cluster ask for the same tiles (splits = 1: the persistent walk c, c + grid, ...).
+MEGAMOE_HD uint32_t split_k_tile_index(uint32_t cta, uint32_t iteration, uint32_t grid, uint32_t splits) {
+  return cta / splits + iteration * (grid / splits);
+}
+
+// The columns a cluster rank owns after the reduction: chunks of 8 columns [begin, end) of a
+// BLOCK_N-wide tile (each thread's fragment holds block_n / 8 such chunks). splits divides block_n / 8.
+MEGAMOE_HD IndexRange split_k_owned_chunks(uint32_t block_n, uint32_t rank, uint32_t splits) {
+  const uint32_t per = block_n / 8 / splits;
+  return {rank * per, (rank + 1) * per};
+}
+
 // The expert of a contiguous-layout tile: the largest valid index among its rows (rows hold one
 // expert or -1, so this is that expert); -1 when every row is padding. Indices outside
 // [-1, num_groups) count as -1 (the row is zeroed).

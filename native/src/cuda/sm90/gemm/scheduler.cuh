@@ -64,11 +64,17 @@ class TileScheduler {
   __device__ explicit TileScheduler(const KernelParams& p)
       : rows_(p.layout.rows),
         n_blocks_(p.layout.n / BN),
+        splits_(kKind == GemmKind::SplitK ? p.layout.k_splits : 1u),
         band_(p.layout.band),
         walker_(make_segments(p), num_segments(p), BM, p.layout.n / BN, p.layout.band, kMulticast,
                 kKind == GemmKind::Routed ? p.routed.narrow_m : 0) {}
 
   __device__ bool next(TileWork& work) {
+    if constexpr (kKind == GemmKind::SplitK) {
+      // The splits CTAs of a cluster share its tile (schedule.h split_k_range).
+      const uint32_t index = split_k_tile_index(blockIdx.x, iteration_++, gridDim.x, splits_);
+      return dense_tile(index, rows_, BM, n_blocks_, band_, work, kMulticast);
+    }
     const uint32_t index = blockIdx.x + iteration_++ * gridDim.x;
     if constexpr (kKind == GemmKind::Dense || kKind == GemmKind::Contiguous) {
       return dense_tile(index, rows_, BM, n_blocks_, band_, work, kMulticast);
@@ -104,6 +110,7 @@ class TileScheduler {
 
   uint32_t rows_;
   uint32_t n_blocks_;
+  uint32_t splits_;
   uint32_t band_;
   uint32_t iteration_ = 0;
   SegmentWalker<Segments> walker_;

@@ -13,8 +13,10 @@
 namespace megamoe::cuda::sm90 {
 
 // How the rows of A / D map to groups (experts); core of the tile schedulers (schedule.h).
-// Routed: the slots of a batch grouped by expert on the device.
-enum class GemmKind : int32_t { Dense = 0, Contiguous = 1, Masked = 2, Offsets = 3, Routed = 4 };
+// Routed: the slots of a batch grouped by expert on the device. SplitK: dense rows, each tile's K
+// blocks spread over a cluster of CTAs (split_k.cuh; the dispatcher's choice for dense problems
+// whose tiles would leave SMs idle, never requested by a caller).
+enum class GemmKind : int32_t { Dense = 0, Contiguous = 1, Masked = 2, Offsets = 3, Routed = 4, SplitK = 5 };
 
 enum class GemmEpilogue : int32_t {
   // BF16 tile through shared memory and a TMA store (dense, contiguous, masked, offsets).
@@ -74,6 +76,7 @@ constexpr uint32_t kPlainLayouts = kind_bit(GemmKind::Dense) | kind_bit(GemmKind
 inline constexpr GemmVariantRow kGemmVariantRows[] = {
   // layouts                      epilogue                  tiles (BLOCK_M x BLOCK_N)                                           multicast
   {kPlainLayouts,                 GemmEpilogue::Bf16,       {{128, 256}, {128, 128}, {128, 64}, {128, 32}, {64, 128}, {64, 64}, {64, 32}}, 7, 0b110},
+  {kind_bit(GemmKind::SplitK),    GemmEpilogue::Bf16,       {{128, 256}, {128, 128}, {128, 64}, {128, 32}, {64, 128}, {64, 64}, {64, 32}}, 7, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::RoutedBf16, {{128, 256}, {128, 128}},                                                      2, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::SwigluFp8,  {{128, 256}},                                                                  1, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::CombineF32, {{128, 256}, {128, 128}},                                                      2, 0b010},
@@ -128,12 +131,14 @@ constexpr bool gemm_variant_valid(const GemmVariant& v) {
   const bool shape_ok = (v.block_m == 64 || v.block_m == 128) &&
                         (v.block_n == 32 || v.block_n == 64 || v.block_n == 128 || v.block_n == 256);
   const bool multicast_ok = v.multicast == 1 || v.multicast == 2;
+  // Split-K clusters share a tile's K, not its A tile.
+  const bool split_ok = v.kind != GemmKind::SplitK || (v.epilogue == GemmEpilogue::Bf16 && v.multicast == 1);
   // The fused epilogues write from registers, 128 rows per tile, one CTA per tile.
   const bool routed_ok = v.epilogue == GemmEpilogue::Bf16 ? v.kind != GemmKind::Routed
                                                           : v.kind == GemmKind::Routed && v.block_m == 128 &&
                                                                 v.multicast == 1;
   const bool swiglu_ok = v.epilogue != GemmEpilogue::SwigluFp8 || v.block_n == 256;
-  return shape_ok && multicast_ok && routed_ok && swiglu_ok;
+  return shape_ok && multicast_ok && split_ok && routed_ok && swiglu_ok;
 }
 
 constexpr bool gemm_variants_valid_and_unique() {
