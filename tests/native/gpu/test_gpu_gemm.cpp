@@ -158,6 +158,31 @@ void for_every_tile(DeviceBuffer& d, const HostVec<uint16_t>& ref, const std::ve
 
 class GpuGemm : public mmt_gpu::GpuTest {};
 
+// One dense problem: its operands on both backends, the CPU reference, the GPU output buffer and the
+// magnitudes of the tensor-core bound.
+struct DenseCase {
+  int64_t m, n, k;
+  Operands o;
+  Bound t;
+  HostVec<uint16_t> ref;
+  std::vector<double> mag;
+  DeviceBuffer d;
+  megamoe_tensor_t dd;
+
+  DenseCase(Contexts& c, mmt::Rng& rng, int64_t m_, int64_t n_, int64_t k_)
+      : m(m_), n(n_), k(k_), o(make_operands(rng, m_, n_, k_, 1)), t(bind(c, o, {m_, k_}, false)),
+        ref(static_cast<std::size_t>(m_ * n_)), mag(magnitudes(o, n_, [](int64_t) { return int64_t{0}; })),
+        d(c.gpu, m_ * n_ * 2), dd(d.tensor(MEGAMOE_DTYPE_BF16, {m_, n_})) {
+    const auto hd = mmt::make_tensor(ref.data(), MEGAMOE_DTYPE_BF16, {m, n});
+    EXPECT_EQ(megamoe_gemm_dense(c.cpu, &t.ha, &t.hsa, &t.hb, &t.hsb, &hd, nullptr), MEGAMOE_SUCCESS)
+        << megamoe_last_error_message();
+  }
+  megamoe_status_t run(Contexts& c) { return megamoe_gemm_dense(c.gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); }
+  void check_tiles(Contexts& c, const std::vector<std::string>& tiles) {
+    for_every_tile(d, ref, mag, m, n, [&] { return run(c); }, [](int64_t) { return true; }, tiles);
+  }
+};
+
 TEST_F(GpuGemm, Dense) {
   MMT_SEED_TRACE(seed_);
   mmt::Rng rng(seed_);
@@ -168,23 +193,14 @@ TEST_F(GpuGemm, Dense) {
     SCOPED_TRACE(testing::Message() << "dense M=" << m << " N=" << n << " K=" << k);
     std::printf("  dense M=%lld N=%lld K=%lld\n", static_cast<long long>(m), static_cast<long long>(n),
                 static_cast<long long>(k));
-    const Operands o = make_operands(rng, m, n, k, 1);
-    Bound t = bind(c(), o, {m, k}, false);
-    HostVec<uint16_t> ref(static_cast<std::size_t>(m * n));
-    const auto hd = mmt::make_tensor(ref.data(), MEGAMOE_DTYPE_BF16, {m, n});
-    MMT_OK(megamoe_gemm_dense(c().cpu, &t.ha, &t.hsa, &t.hb, &t.hsb, &hd, nullptr));
-    DeviceBuffer d(c().gpu, m * n * 2);
-    const auto dd = d.tensor(MEGAMOE_DTYPE_BF16, {m, n});
-    const auto mag = magnitudes(o, n, [](int64_t) { return int64_t{0}; });
-    for_every_tile(
-        d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
-        [](int64_t) { return true; });
+    DenseCase dc(c(), rng, m, n, k);
+    dc.check_tiles(c(), mmt_gpu::all_tiles());
   }
 }
 
 // Split-K over a cluster (cuda/sm90/gemm/split_k.cuh), forced as "BMxBNx1xS" on every tile that can
 // split, including more splits than K blocks (ranks with no K block add zeros) and M not a multiple
-// of the tile; then the heuristic's own split of a decode-sized shape, run twice: bitwise equal.
+// of the tile; then the heuristic's own split of a decode-sized shape, run again: bitwise equal.
 TEST_F(GpuGemm, DenseSplitK) {
   MMT_SEED_TRACE(seed_);
   mmt::Rng rng(seed_);
@@ -195,37 +211,18 @@ TEST_F(GpuGemm, DenseSplitK) {
     SCOPED_TRACE(testing::Message() << "split-K M=" << m << " N=" << n << " K=" << k);
     std::printf("  split-K M=%lld N=%lld K=%lld\n", static_cast<long long>(m), static_cast<long long>(n),
                 static_cast<long long>(k));
-    const Operands o = make_operands(rng, m, n, k, 1);
-    Bound t = bind(c(), o, {m, k}, false);
-    HostVec<uint16_t> ref(static_cast<std::size_t>(m * n));
-    const auto hd = mmt::make_tensor(ref.data(), MEGAMOE_DTYPE_BF16, {m, n});
-    MMT_OK(megamoe_gemm_dense(c().cpu, &t.ha, &t.hsa, &t.hb, &t.hsb, &hd, nullptr));
-    DeviceBuffer d(c().gpu, m * n * 2);
-    const auto dd = d.tensor(MEGAMOE_DTYPE_BF16, {m, n});
-    const auto mag = magnitudes(o, n, [](int64_t) { return int64_t{0}; });
-    for_every_tile(
-        d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
-        [](int64_t) { return true; }, forced);
+    DenseCase dc(c(), rng, m, n, k);
+    dc.check_tiles(c(), forced);
   }
   // The heuristic splits M = 64, N = 2048, K = 7168 (tests/native/test_gemm_variants.cpp): checked, and
   // deterministic (the ranks' partial tiles are summed in rank order whichever finishes first).
-  const int64_t m = 64, n = 2048, k = 7168;
-  const Operands o = make_operands(rng, m, n, k, 1);
-  Bound t = bind(c(), o, {m, k}, false);
-  HostVec<uint16_t> ref(static_cast<std::size_t>(m * n));
-  const auto hd = mmt::make_tensor(ref.data(), MEGAMOE_DTYPE_BF16, {m, n});
-  MMT_OK(megamoe_gemm_dense(c().cpu, &t.ha, &t.hsa, &t.hb, &t.hsb, &hd, nullptr));
-  DeviceBuffer d(c().gpu, m * n * 2);
-  const auto dd = d.tensor(MEGAMOE_DTYPE_BF16, {m, n});
-  const auto mag = magnitudes(o, n, [](int64_t) { return int64_t{0}; });
-  for_every_tile(
-      d, ref, mag, m, n, [&] { return megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr); },
-      [](int64_t) { return true; }, {""});
-  const auto first = d.download<uint16_t>(m * n);
+  DenseCase dc(c(), rng, 64, 2048, 7168);
+  dc.check_tiles(c(), {""});
+  const auto first = dc.d.download<uint16_t>(dc.m * dc.n);
   for (int run = 0; run < 3; ++run) {
-    d.poison();
-    MMT_OK(megamoe_gemm_dense(c().gpu, &t.da, &t.dsa, &t.db, &t.dsb, &dd, nullptr));
-    const auto again = d.download<uint16_t>(m * n);
+    dc.d.poison();
+    MMT_OK(dc.run(c()));
+    const auto again = dc.d.download<uint16_t>(dc.m * dc.n);
     ASSERT_TRUE(std::equal(first.begin(), first.end(), again.begin())) << "split-K result differs between runs";
   }
 }

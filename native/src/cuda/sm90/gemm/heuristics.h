@@ -23,9 +23,6 @@ struct GemmTile {
   uint32_t k_splits = 1;  // > 1: a GemmKind::SplitK variant, CTAs of a cluster sharing each tile's K (split_k.cuh)
 };
 
-// A GemmKind::SplitK tile on a cluster of `splits` CTAs (2, 4 or 8: cluster sizes every SM90 part
-// supports): each rank owns block_n / 8 / splits column chunks, and the float32 partial tile must
-// fit the pipeline stages it reuses.
 // Clusters of `splits` CTAs (one per SM: the GEMM CTAs fill an SM) that can run at once. A cluster
 // must sit in one GPC, and the GPCs of H100 / H200 SXM parts hold 14-18 SMs: ncu reported 30 active
 // clusters of 4 on an H100 (bench/NOTES.md, run 47), so fewer than num_sms / splits for 4 and 8.
@@ -35,6 +32,9 @@ inline int64_t gemm_split_max_clusters(int32_t num_sms, uint32_t splits) {
   return splits == 4 ? sms * 30 / 132 : sms * 14 / 132;
 }
 
+// A GemmKind::SplitK tile on a cluster of `splits` CTAs (2, 4 or 8: cluster sizes every SM90 part
+// supports): each rank owns block_n / 8 / splits column chunks, and the float32 partial tile must
+// fit the pipeline stages it reuses.
 inline bool gemm_split_allowed(uint32_t block_m, uint32_t block_n, uint32_t splits) {
   if (splits < 2 || splits > kGemmMaxKSplits || (splits & (splits - 1)) != 0) return false;
   if ((block_n / 8) % splits != 0) return false;
@@ -93,9 +93,9 @@ inline double gemm_tile_cost(const GemmProblem& p, GemmTile t) {
   const double b_bytes = n * k * (p.kind == GemmKind::Dense ? 1.0 : groups);
   const double hbm = (a_bytes + b_bytes + m * groups * n * 2.0) / 1700.0;
   // Split-K reduction, after the mainloop: the float32 partial tile into shared memory (~64 B per
-  // cycle), the peers' slices of it over distributed shared memory (assumed ~32 B per cycle), two
-  // cluster barriers; and a cluster launch, measured ~3 us slower than a plain one for small grids
-  // (the multicast rows of run 47's sweep).
+  // cycle), the peers' slices of it over distributed shared memory (assumed ~32 B per cycle), and a
+  // fixed cost fitted to run 48's sweep (a cluster launch, two cluster barriers and the per-CTA
+  // fixed time run 51 measured).
   double reduce = 0.0;
   if (splits > 1) {
     const double partial = static_cast<double>(t.block_m) * t.block_n * 4.0;
