@@ -152,12 +152,11 @@ inline GemmTileOverride gemm_tile_override_from_env() {
 // (m128 n4096 k7168: 29.5 vs 21.5 us) and won where it did not (m64 n2048 k7168: 15.1 vs 18.6 us).
 inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& forced = {}) {
   const bool has_forced = forced.active() && gemm_tile_allowed(p.n, forced.block_n);
-  // A forced split (S = 1: none) is honoured where the tile can run it, else the model's applies.
+  // A forced split (S = 1: none) is honoured where the forced tile can run it, else the model's applies.
   const bool dense = p.kind == GemmKind::Dense;
-  const auto forced_split_ok = [&](const GemmVariant& v) {
-    return has_forced && forced.k_splits != 0 && dense &&
-           (forced.k_splits == 1 || (forced.multicast != 2 && gemm_split_allowed(v.block_m, v.block_n, forced.k_splits)));
-  };
+  const bool forced_splits =
+      has_forced && forced.k_splits != 0 && dense &&
+      (forced.k_splits == 1 || (forced.multicast != 2 && gemm_split_allowed(forced.block_m, forced.block_n, forced.k_splits)));
   GemmTile best{128, 128, 1};
   double best_cost = -1.0;
   const auto consider = [&](const GemmTile& t) {
@@ -173,9 +172,7 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& f
     if (pass == 1) {
       if (!dense) break;
       const int64_t unsplit_tiles = ceil_div<int64_t>(std::max<int64_t>(p.m, 1), best.block_m) * ceil_div<int64_t>(p.n, best.block_n);
-      const bool forced_split = has_forced && forced.k_splits > 1 && forced.multicast != 2 &&
-                                gemm_split_allowed(forced.block_m, forced.block_n, forced.k_splits);
-      if (!forced_split && best_cost >= 0.0 && unsplit_tiles * 2 > p.num_sms) break;
+      if (!(forced_splits && forced.k_splits > 1) && best_cost >= 0.0 && unsplit_tiles * 2 > p.num_sms) break;
     }
     for (const GemmVariant& v : kGemmVariants) {
       const GemmKind kind = pass == 0 ? p.kind : GemmKind::SplitK;
@@ -186,7 +183,6 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& f
           gemm_multicast_allowed(p.n, v.block_n, forced.multicast)) {
         continue;
       }
-      const bool forced_splits = forced_split_ok(v);
       if (pass == 0) {
         if (!forced_splits || forced.k_splits == 1) consider({v.block_m, v.block_n, v.multicast, 1});
         continue;

@@ -214,11 +214,6 @@ MEGAMOE_HD bool dense_tile(uint32_t index, uint32_t m, uint32_t block_m, uint32_
   return true;
 }
 
-// Split-K (dense layout only, docs/NUMERICS.md section 3): a launch with `splits` > 1 runs each tile
-// on a cluster of `splits` CTAs, CTA `rank` of the cluster accumulating the K blocks
-// [num_kb * rank / splits, num_kb * (rank + 1) / splits) (possibly none when splits > num_kb); the
-// cluster then sums the partial tiles in rank order (split_k.cuh). Every CTA gets exactly one tile:
-// the grid is tiles * splits, cluster c of it takes tile c.
 // The portable cluster size of SM90: the most CTAs one tile is split over.
 constexpr uint32_t kGemmMaxKSplits = 8;
 
@@ -227,6 +222,11 @@ struct IndexRange {
   uint32_t end;
 };
 
+// Split-K (the SplitK layout, docs/NUMERICS.md section 3): a launch with `splits` > 1 runs each tile
+// on a cluster of `splits` CTAs, CTA `rank` of the cluster accumulating the K blocks
+// [num_kb * rank / splits, num_kb * (rank + 1) / splits) (possibly none when splits > num_kb); the
+// cluster then sums the partial tiles in rank order (split_k.cuh). Every CTA gets exactly one tile:
+// the grid is tiles * splits, cluster c of it takes tile c.
 MEGAMOE_HD IndexRange split_k_range(uint32_t num_kb, uint32_t rank, uint32_t splits) {
   const uint64_t kb = num_kb;
   return {static_cast<uint32_t>(kb * rank / splits), static_cast<uint32_t>(kb * (rank + 1) / splits)};
