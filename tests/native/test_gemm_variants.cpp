@@ -24,8 +24,8 @@ const GemmVariant& variant_at(int index) { return sm90::kGemmVariants.at(static_
 
 TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
   // Plain layouts: 7 tile shapes x multicast {1, 2} each; split-K: the 7 shapes single-CTA-A;
-  // routed: 2 + 1 + 2 single-CTA variants.
-  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 7u + 5u);
+  // routed: 2 + 1 + 2 single-CTA variants; the 192x128 tile for dense, masked and offsets.
+  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 7u + 5u + 3u);
   std::set<std::tuple<int, int, uint32_t, uint32_t, uint32_t>> seen;
   for (const GemmVariant& v : sm90::kGemmVariants) {
     EXPECT_TRUE(sm90::gemm_variant_valid(v));
@@ -43,6 +43,10 @@ TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
   EXPECT_GE(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 256, 1}), 0);
   EXPECT_LT(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 128, 1}), 0);
   EXPECT_LT(sm90::gemm_variant_index({GemmKind::Dense, GemmEpilogue::Bf16, 256, 128, 1}), 0);
+  for (GemmKind kind : {GemmKind::Dense, GemmKind::Masked, GemmKind::Offsets}) {
+    EXPECT_GE(sm90::gemm_variant_index({kind, GemmEpilogue::Bf16, 192, 128, 1}), 0);
+  }
+  EXPECT_LT(sm90::gemm_variant_index({GemmKind::Contiguous, GemmEpilogue::Bf16, 192, 128, 1}), 0);
 }
 
 TEST(GemmVariants, ValidityRules) {
@@ -57,6 +61,13 @@ TEST(GemmVariants, ValidityRules) {
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::CombineF32, 128, 128, 2}));
   EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 128, 1}));
   EXPECT_TRUE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 256, 1}));
+  // 192 rows: three math warpgroups of one N-wave each, never with contiguous zeroing or clusters.
+  EXPECT_TRUE(sm90::gemm_variant_valid({GemmKind::Masked, GemmEpilogue::Bf16, 192, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Contiguous, GemmEpilogue::Bf16, 192, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::Bf16, 192, 256, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Dense, GemmEpilogue::Bf16, 192, 128, 2}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::SplitK, GemmEpilogue::Bf16, 192, 128, 1}));
+  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::CombineF32, 192, 128, 1}));
 }
 
 TEST(GemmVariants, EveryVariantFitsSharedMemory) {
@@ -93,9 +104,16 @@ TEST(GemmHeuristics, PlainChoicesAreInstantiatedAndSensible) {
   EXPECT_GE(sm90::choose_gemm_tile(p).block_n, 128u);
   p.n = 384;  // not a multiple of 256: never the 128x256 tile
   EXPECT_LE(sm90::choose_gemm_tile(p).block_n, 128u);
-  p.n = 4096;
+  // 1.3 waves of 128x256 tiles lose to 1.8 waves of 192x128 (bench/NOTES.md run 57).
+  p.m = 2048, p.n = 2816, p.k = 2048;
+  EXPECT_EQ(sm90::choose_gemm_tile(p).block_m, 192u);
+  p.n = 4096, p.k = 7168;
   p.kind = GemmKind::Masked, p.m = 20, p.groups = 32;
   EXPECT_EQ(sm90::choose_gemm_tile(p).block_m, 64u);
+  // 192 rows per expert: one 192-row tile each rather than a 128-row tile and a 64-row tail that
+  // re-reads the expert's weights.
+  p.m = 192;
+  EXPECT_EQ(sm90::choose_gemm_tile(p).block_m, 192u);
 }
 
 TEST(GemmHeuristics, MaskedUsesTheExpectedRowsHint) {
@@ -244,6 +262,15 @@ TEST(GemmHeuristics, TileOverride) {
   EXPECT_EQ(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("128x128x2")).multicast, 1u);
   p.n = 384;  // a forced 128x256 the problem does not allow is ignored
   EXPECT_LE(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("128x256")).block_n, 128u);
+  // 192 rows: honoured where the layout has the tile (single-CTA only), ignored for contiguous.
+  p.n = 4096;
+  const auto tall = sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("192x128x2"));
+  EXPECT_EQ(tall.block_m, 192u);
+  EXPECT_EQ(tall.multicast, 1u);
+  p.kind = GemmKind::Contiguous;
+  EXPECT_EQ(sm90::choose_gemm_tile(p, sm90::parse_gemm_tile_override("192x128")).block_m,
+            sm90::choose_gemm_tile(p).block_m);
+  p.kind = GemmKind::Dense;
   // The environment variable the GPU tests and benchmarks set.
   setenv("MEGAMOE_CUDA_GEMM_TILE", "64x64x1", 1);
   const auto from_env = sm90::gemm_tile_override_from_env();

@@ -137,7 +137,8 @@ inline std::vector<std::string> all_tiles() {
     return tiles;
   }
   for (const auto& v : megamoe::cuda::sm90::kGemmVariants) {
-    if (v.kind != megamoe::cuda::sm90::GemmKind::Dense) continue;  // every plain layout has the same tiles
+    // The dense tiles; a layout without one of them (192 rows for contiguous) runs the model's choice.
+    if (v.kind != megamoe::cuda::sm90::GemmKind::Dense) continue;
     tiles.push_back(std::to_string(v.block_m) + "x" + std::to_string(v.block_n) + "x" + std::to_string(v.multicast));
   }
   return tiles;

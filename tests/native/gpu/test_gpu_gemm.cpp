@@ -378,6 +378,8 @@ TEST_F(GpuGemm, Masked) {
   run_masked(c(), rng, 4, 256, {0, 256, 129, 1}, 256, 512, 100, "mixed");
   run_masked(c(), rng, 3, 96, {20, 0, 95}, 384, 1024, 20, "decode-like");
   run_masked(c(), rng, 2, 128, {128, 127}, 128, 7168, 0, "long K");
+  // Experts of 192 rows (the 192-row tile's case: forced in the tile sweep), with 1- and 64-row tails.
+  run_masked(c(), rng, 4, 448, {192, 193, 448, 0}, 256, 1024, 192, "192-row experts");
   std::vector<int32_t> many(1024);
   for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<int32_t>(rng.range(0, 8));
   run_masked(c(), rng, 1024, 8, many, 128, 128, 4, "1024 experts");

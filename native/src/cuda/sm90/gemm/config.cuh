@@ -34,10 +34,13 @@ struct GemmConfig {
   static constexpr uint32_t kWaveN = BN > 128 ? 128 : BN;
   static constexpr uint32_t kNWaves = BN / kWaveN;
   static constexpr bool kGather = epilogue_gathers_a(kEpi);
-  // Registers per thread after setmaxnreg: the gathering producer computes row addresses in four
-  // warps and gets more (2 x 128 x 224 + 128 x 56 fits the 64K register file).
+  // Registers per thread after setmaxnreg, within the 64K register file: the gathering producer
+  // computes row addresses in four warps and gets more (2 x 128 x 224 + 128 x 56); the 192-row tile's
+  // three math warpgroups hold a 64-register partial and 64 accumulators each (138 registers in the
+  // mainloop's SASS), which leaves the producer its 40 (3 x 128 x 152 + 128 x 40; with 32 it spilled
+  // inside its loop and the tile ran at half speed, bench/NOTES.md runs 53-55).
   static constexpr uint32_t kProducerRegisters = kGather ? 56 : 40;
-  static constexpr uint32_t kMathRegisters = kGather ? 224 : (BM == 128 ? 232 : 240);
+  static constexpr uint32_t kMathRegisters = kGather ? 224 : (BM == 192 ? 152 : (BM == 128 ? 232 : 240));
   // Wide (64-row) tiles put one N-wave on each math warpgroup.
   static constexpr bool kCanWiden = kKind == GemmKind::Routed && BM == 128 && kNWaves == 2;
   // Named barrier of the math warpgroups in the epilogues (id 0 is __syncthreads).
@@ -45,6 +48,7 @@ struct GemmConfig {
 
   static_assert(gemm_variant_valid(GemmVariant{kKind, kEpi, BM, BN, kMulticast}), "not a valid kernel variant");
   static_assert(kStages >= 3, "too few pipeline stages");
+  static_assert(kMathThreads * kMathRegisters + 128 * kProducerRegisters <= 65536, "registers over the register file");
   static_assert(kNWaves <= kGemmStageBScales, "one staged B scale per N-wave");
 };
 

@@ -87,7 +87,13 @@ inline double gemm_tile_cost(const GemmProblem& p, GemmTile t) {
   // The wall measured on H100 (bench/NOTES.md): what each SM receives into shared memory, about
   // 32 B per cycle per SM whatever the tile (multicast does not reduce what an SM receives).
   const double panel_bytes = (static_cast<double>(t.block_m) + t.block_n) * k / splits;
-  const double l2 = std::max(waves * panel_bytes / 32.0, tiles * panel_bytes / 3000.0);
+  // Per wave: an SM's own rate, or the L2's ~3000 B per cycle shared by the wave's tiles, whichever
+  // binds; a partial last wave has fewer tiles sharing it. (Charged over the whole launch instead,
+  // the model ranked 1.3 waves of 128x256 tiles above 1.8 waves of 192x128 on dense m2048 n2816
+  // k2048, which measured 34.1 against 30.1 us: bench/NOTES.md run 57.)
+  const double full_waves = std::floor(tiles / sms), last_tiles = tiles - full_waves * sms;
+  const double l2 = full_waves * std::max(panel_bytes / 32.0, sms * panel_bytes / 3000.0) +
+                    (last_tiles > 0.0 ? std::max(panel_bytes / 32.0, last_tiles * panel_bytes / 3000.0) : 0.0);
   // HBM: the distinct bytes once (A rows actually present, B of every group, D), about 1700 B/cycle.
   const double a_bytes = m * groups * k;
   const double b_bytes = n * k * (p.kind == GemmKind::Dense ? 1.0 : groups);
@@ -145,13 +151,16 @@ inline GemmTileOverride gemm_tile_override_from_env() {
 }
 
 // The cheapest plain (BF16-epilogue) variant of p.kind by gemm_tile_cost, or the forced shape when
-// the problem allows it (a forced multicast the problem does not allow falls back to the model's).
+// the problem allows it (a forced multicast the problem or the tile does not allow falls back to the model's).
 // Dense problems weigh the split-K variants too, but only where the best unsplit tile leaves at
 // least half of the SMs idle: run 48 (bench/NOTES.md) measured a split cluster ~6-9 us slower than
 // its streaming time, so splitting lost wherever the unsplit grid already filled the GPU
 // (m128 n4096 k7168: 29.5 vs 21.5 us) and won where it did not (m64 n2048 k7168: 15.1 vs 18.6 us).
 inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& forced = {}) {
-  const bool has_forced = forced.active() && gemm_tile_allowed(p.n, forced.block_n);
+  // A forced shape this layout does not instantiate (192 rows for contiguous) is ignored.
+  const bool has_forced =
+      forced.active() && gemm_tile_allowed(p.n, forced.block_n) &&
+      gemm_variant_index({p.kind, GemmEpilogue::Bf16, forced.block_m, forced.block_n, 1}) >= 0;
   // A forced split (S = 1: none) is honoured where the forced tile can run it, else the model's applies.
   const bool dense = p.kind == GemmKind::Dense;
   const bool forced_splits =
@@ -180,7 +189,8 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& f
       if (has_forced && (v.block_m != forced.block_m || v.block_n != forced.block_n)) continue;
       if (!gemm_tile_allowed(p.n, v.block_n) || !gemm_multicast_allowed(p.n, v.block_n, v.multicast)) continue;
       if (has_forced && forced.multicast != 0 && v.multicast != forced.multicast &&
-          gemm_multicast_allowed(p.n, v.block_n, forced.multicast)) {
+          gemm_multicast_allowed(p.n, v.block_n, forced.multicast) &&
+          gemm_variant_index({v.kind, v.epilogue, v.block_m, v.block_n, forced.multicast}) >= 0) {
         continue;
       }
       if (pass == 0) {

@@ -121,11 +121,23 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
       } else {
         // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
         // never waits on their latency (a plain load here serializes every stage on it).
+        if constexpr (BM <= 128) {
 #pragma unroll
-        for (uint32_t i = lane; i < BM; i += 32) {
-          const uint32_t row = work.row_begin + i;
-          const bool in = row < p.layout.rows;
-          cp_async_4(sfa_dst + i * 4, in ? p.op.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.op.sfa, in ? 4u : 0u);
+          for (uint32_t i = lane; i < BM; i += 32) {
+            const uint32_t row = work.row_begin + i;
+            const bool in = row < p.layout.rows;
+            cp_async_4(sfa_dst + i * 4, in ? p.op.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.op.sfa, in ? 4u : 0u);
+          }
+        } else {
+          // Six rows per lane: unrolled, the 40-register producer kept their addresses in registers,
+          // spilled them inside this loop and starved the math warps (bench/NOTES.md, runs 53-56); one
+          // running pointer in a rolled loop does not spill (rolled for 128 rows, dense ran 2-4 % slower).
+          const float* src = p.op.sfa + static_cast<uint64_t>(work.row_begin + lane) * num_kb + kb;
+#pragma unroll 1
+          for (uint32_t i = lane; i < BM; i += 32, src += 32 * static_cast<uint64_t>(num_kb)) {
+            const bool in = work.row_begin + i < p.layout.rows;
+            cp_async_4(sfa_dst + i * 4, in ? src : p.op.sfa, in ? 4u : 0u);
+          }
         }
       }
       cp_async_arrive_noinc(full_base + stage * 8);

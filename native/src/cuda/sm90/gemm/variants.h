@@ -72,6 +72,11 @@ constexpr uint32_t kind_bit(GemmKind k) { return 1u << static_cast<uint32_t>(k);
 constexpr uint32_t kPlainLayouts = kind_bit(GemmKind::Dense) | kind_bit(GemmKind::Contiguous) |
                                    kind_bit(GemmKind::Masked) | kind_bit(GemmKind::Offsets);
 
+// Layouts of the 192-row tile (three math warpgroups). Not contiguous: it zeroes the rows of other
+// experts inside a tile, which is right only for tiles inside its 128-row-aligned segments.
+constexpr uint32_t kTallTileLayouts =
+    kind_bit(GemmKind::Dense) | kind_bit(GemmKind::Masked) | kind_bit(GemmKind::Offsets);
+
 // clang-format off
 inline constexpr GemmVariantRow kGemmVariantRows[] = {
   // layouts                      epilogue                  tiles (BLOCK_M x BLOCK_N)                                           multicast
@@ -80,6 +85,7 @@ inline constexpr GemmVariantRow kGemmVariantRows[] = {
   {kind_bit(GemmKind::Routed),    GemmEpilogue::RoutedBf16, {{128, 256}, {128, 128}},                                                      2, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::SwigluFp8,  {{128, 256}},                                                                  1, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::CombineF32, {{128, 256}, {128, 128}},                                                      2, 0b010},
+  {kTallTileLayouts,              GemmEpilogue::Bf16,       {{192, 128}},                                                                  1, 0b010},
 };
 // clang-format on
 
@@ -130,6 +136,9 @@ constexpr int gemm_variant_index(const GemmVariant& v) {
 constexpr bool gemm_variant_valid(const GemmVariant& v) {
   const bool shape_ok = (v.block_m == 64 || v.block_m == 128) &&
                         (v.block_n == 32 || v.block_n == 64 || v.block_n == 128 || v.block_n == 256);
+  // Three math warpgroups of 152 registers: one 128-column N-wave, BF16 epilogue, no cluster.
+  const bool tall_ok = v.block_m == 192 && v.block_n == 128 && v.epilogue == GemmEpilogue::Bf16 && v.multicast == 1 &&
+                       (kTallTileLayouts >> static_cast<uint32_t>(v.kind) & 1u) != 0;
   const bool multicast_ok = v.multicast == 1 || v.multicast == 2;
   // Split-K clusters share a tile's K, not its A tile.
   const bool split_ok = v.kind != GemmKind::SplitK || (v.epilogue == GemmEpilogue::Bf16 && v.multicast == 1);
@@ -138,7 +147,7 @@ constexpr bool gemm_variant_valid(const GemmVariant& v) {
                                                           : v.kind == GemmKind::Routed && v.block_m == 128 &&
                                                                 v.multicast == 1;
   const bool swiglu_ok = v.epilogue != GemmEpilogue::SwigluFp8 || v.block_n == 256;
-  return shape_ok && multicast_ok && split_ok && routed_ok && swiglu_ok;
+  return (shape_ok || tall_ok) && multicast_ok && split_ok && routed_ok && swiglu_ok;
 }
 
 constexpr bool gemm_variants_valid_and_unique() {
