@@ -1,7 +1,7 @@
 // GPU parity of the fused MoE layer (docs/NUMERICS.md section 4) with fresh random inputs each run:
 // diff(x, y) = 1 - 2<x,y>/(|x|^2+|y|^2) <= 1e-4 against the CPU backend (which implements the
-// section bit for bit) and <= 3e-3 against a float64 computation of the unquantized math (small
-// shapes). Routings: uniform, skewed, one expert, dropped slots and fully dropped tokens, duplicate
+// section bit for bit; 1e-3 below 8 tokens) and <= 3e-3 against a float64 computation of the
+// unquantized math (small shapes). Routings: uniform, skewed, one expert, dropped slots and fully dropped tokens, duplicate
 // experts per token; T = 0, 1, 7, 128, 4096, max; clamp on and off; FP8 and BF16 weights, interleaved or
 // not; FP8 input; DeepSeek-V3 (H 7168, I 2048, E 32/256, k 8) and Qwen3-235B (H 4096, I 1536,
 // E 128, k 8) shapes. Determinism (two runs bitwise equal), batch independence (a token alone and
@@ -30,6 +30,12 @@ using mmt_gpu::DeviceBuffer;
 using mmt_gpu::to_device;
 
 constexpr double kCpuBound = 1e-4;
+// Fewer than kCpuBoundTokens tokens: the whole output hinges on one or a few tokens' ~2k FP8
+// rounding decisions, so the statistic has a heavy tail (single-token GPU replays on an H100: p50
+// 4.5e-6, p98 6.5e-5, max 1.7e-4 over 91 seeds, bench/NOTES.md run 59). A real fault (a slot, a
+// weight or one 128-group's scale wrong) costs 1e-2 or more even for one token.
+constexpr double kCpuBoundFewTokens = 1e-3;
+constexpr int64_t kCpuBoundTokens = 8;
 constexpr double kF64Bound = 3e-3;
 
 struct Shape {
@@ -246,7 +252,7 @@ void expect_close(const Weights& w, const LayerConfig& lc, const Batch& b, const
   const int64_t n = b.T * s.H;
   const auto g = widen(gpu.data(), n);
   const double vs_cpu = mmt::cos_diff(g, widen(cpu.data(), n));
-  EXPECT_LE(vs_cpu, kCpuBound) << "GPU vs CPU backend";
+  EXPECT_LE(vs_cpu, b.T >= kCpuBoundTokens ? kCpuBound : kCpuBoundFewTokens) << "GPU vs CPU backend";
   double vs_f64 = -1.0;
   if (check_f64) {
     mmt::MoeRefConfig cfg;
