@@ -20,6 +20,11 @@ using sm90::GemmEpilogue;
 using sm90::GemmKind;
 using sm90::GemmVariant;
 
+// The variant index of a request's choice (-1 when none fits).
+int choose_variant_index(const sm90::GemmRequest& r, const sm90::GemmTileOverride& forced = {}) {
+  return sm90::choose_gemm(r, forced).variant;
+}
+
 const GemmVariant& variant_at(int index) { return sm90::kGemmVariants.at(static_cast<size_t>(index)); }
 
 TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
@@ -86,7 +91,7 @@ TEST(GemmHeuristics, PlainChoicesAreInstantiatedAndSensible) {
     for (int64_t m : {1, 20, 128, 4096}) {
       for (auto [n, k] : {std::pair<int64_t, int64_t>{4096, 7168}, {7168, 2048}, {128, 128}}) {
         r.kind = kind, r.rows = m * 8, r.max_m = m, r.groups = kind == GemmKind::Dense ? 1 : 8, r.n = n, r.k = k;
-        const int index = sm90::choose_gemm_variant(r);
+        const int index = choose_variant_index(r);
         ASSERT_GE(index, 0);
         const GemmVariant& v = variant_at(index);
         // Dense problems may run split over K (GemmHeuristics.SplitKOnlyWhereTilesLeaveSMsIdle).
@@ -120,9 +125,9 @@ TEST(GemmHeuristics, MaskedUsesTheExpectedRowsHint) {
   sm90::GemmRequest r;
   r.kind = GemmKind::Masked, r.groups = 32, r.max_m = 4096, r.rows = 32 * 4096, r.n = 4096, r.k = 7168;
   r.expected_m = 20;
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_m, 64u);
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_m, 64u);
   r.expected_m = 0;  // unknown: max_m rows per group
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_m, 128u);
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_m, 128u);
 }
 
 TEST(GemmHeuristics, RoutedRules) {
@@ -130,17 +135,17 @@ TEST(GemmHeuristics, RoutedRules) {
   r.kind = GemmKind::Routed, r.groups = 32, r.rows = 128 * 8, r.k = 7168;
   // SwiGLU has only the 256-column variant: one quantization group per tile.
   r.epilogue = GemmEpilogue::SwigluFp8, r.n = 4096;
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_n, 256u);
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 256u);
   r.n = 384;  // 2I with I = 192 is never passed (I is a multiple of 128), but must not pick a wrong tile
-  EXPECT_LT(sm90::choose_gemm_variant(r), 0);
+  EXPECT_LT(choose_variant_index(r), 0);
   // Expert specialization needs the two N-waves of a wide tile.
   r.epilogue = GemmEpilogue::CombineF32, r.n = 7168, r.expert_specialization = true;
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_n, 256u);
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 256u);
   r.n = 128 * 3;  // 256 does not divide N: the narrow variant
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r)).block_n, 128u);
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 128u);
   for (const GemmEpilogue e : {GemmEpilogue::RoutedBf16, GemmEpilogue::SwigluFp8, GemmEpilogue::CombineF32}) {
     r.epilogue = e, r.n = 4096, r.expert_specialization = false;
-    const GemmVariant& v = variant_at(sm90::choose_gemm_variant(r));
+    const GemmVariant& v = variant_at(choose_variant_index(r));
     EXPECT_EQ(v.kind, GemmKind::Routed);
     EXPECT_EQ(v.epilogue, e);
     EXPECT_EQ(v.block_m, 128u);
@@ -148,8 +153,8 @@ TEST(GemmHeuristics, RoutedRules) {
   }
   // A forced plain tile steers the routed width as the model's choice would.
   r.epilogue = GemmEpilogue::RoutedBf16, r.n = 4096;
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r, sm90::parse_gemm_tile_override("128x128x1"))).block_n, 128u);
-  EXPECT_EQ(variant_at(sm90::choose_gemm_variant(r, sm90::parse_gemm_tile_override("128x256"))).block_n, 256u);
+  EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x128x1"))).block_n, 128u);
+  EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x256"))).block_n, 256u);
 }
 
 // Split-K (split_k.cuh): dense problems whose best unsplit tiles leave at least half of the SMs idle

@@ -166,6 +166,9 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& f
   const bool forced_splits =
       has_forced && forced.k_splits != 0 && dense &&
       (forced.k_splits == 1 || (forced.multicast != 2 && gemm_split_allowed(forced.block_m, forced.block_n, forced.k_splits)));
+  const auto grid_tiles = [&](uint32_t block_m, uint32_t block_n) {
+    return ceil_div<int64_t>(std::max<int64_t>(p.m, 1), block_m) * ceil_div<int64_t>(p.n, block_n);
+  };
   GemmTile best{128, 128, 1};
   double best_cost = -1.0;
   const auto consider = [&](const GemmTile& t) {
@@ -180,8 +183,10 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& f
   for (int pass = 0; pass < 2; ++pass) {
     if (pass == 1) {
       if (!dense) break;
-      const int64_t unsplit_tiles = ceil_div<int64_t>(std::max<int64_t>(p.m, 1), best.block_m) * ceil_div<int64_t>(p.n, best.block_n);
-      if (!(forced_splits && forced.k_splits > 1) && best_cost >= 0.0 && unsplit_tiles * 2 > p.num_sms) break;
+      if (!(forced_splits && forced.k_splits > 1) && best_cost >= 0.0 &&
+          grid_tiles(best.block_m, best.block_n) * 2 > p.num_sms) {
+        break;
+      }
     }
     for (const GemmVariant& v : kGemmVariants) {
       const GemmKind kind = pass == 0 ? p.kind : GemmKind::SplitK;
@@ -197,7 +202,7 @@ inline GemmTile choose_gemm_tile(const GemmProblem& p, const GemmTileOverride& f
         if (!forced_splits || forced.k_splits == 1) consider({v.block_m, v.block_n, v.multicast, 1});
         continue;
       }
-      const int64_t tiles = ceil_div<int64_t>(std::max<int64_t>(p.m, 1), v.block_m) * ceil_div<int64_t>(p.n, v.block_n);
+      const int64_t tiles = grid_tiles(v.block_m, v.block_n);
       for (uint32_t splits = 2; splits <= kGemmMaxKSplits; splits *= 2) {
         if (!gemm_split_allowed(v.block_m, v.block_n, splits)) continue;
         if (forced_splits && splits != forced.k_splits) continue;
@@ -274,10 +279,6 @@ inline GemmChoice choose_gemm(const GemmRequest& r, const GemmTileOverride& forc
   }
   if (wide >= 0 && (prefer_wide || narrow < 0)) return {wide, 1};
   return {narrow, 1};
-}
-
-inline int choose_gemm_variant(const GemmRequest& r, const GemmTileOverride& forced = {}) {
-  return choose_gemm(r, forced).variant;
 }
 
 }  // namespace megamoe::cuda::sm90
