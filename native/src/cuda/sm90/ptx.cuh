@@ -62,12 +62,6 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
   return desc.desc_;
 }
 
-// Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a 128B-swizzled K-major tile whose
-// base is 1024-byte aligned: what TMA's SWIZZLE_128B writes and smem_desc's wgmma reads.
-__device__ __forceinline__ uint32_t swizzle128_offset(uint32_t row, uint32_t chunk) {
-  return row * 128u + ((chunk ^ (row % 8u)) << 4);
-}
-
 // Orders this thread's view of shared memory written through the generic proxy (cp.async, st.shared)
 // before the async proxy (wgmma operand reads, TMA stores) reads it.
 __device__ __forceinline__ void fence_view_async_shared() {

@@ -29,31 +29,66 @@ struct Fragment {
   uint32_t last_wave;
 };
 
-// RoutedBf16: d[slot] = bf16(w[slot] * acc); rows of the dropped segment (group -1) are +0.0.
+// Transposes 4 x 4 words over the four lanes of a quad: afterwards lane q holds the words v[q] of
+// lanes 0..3, in lane order (two butterfly stages, 4 shuffles). Turns the fragment's 4-byte column
+// pairs into 16-byte row pieces: one store per lane instead of four, each covering whole sectors.
+__device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], uint32_t q) {
+  // Stage 1 swaps the off-diagonal 2 x 2 blocks between lanes q and q ^ 2, stage 2 the
+  // off-diagonal words inside each block between lanes q and q ^ 1.
+#pragma unroll
+  for (uint32_t j = 0; j < 2; ++j) {
+    const bool hi = (q & 2u) != 0;
+    const uint32_t got = __shfl_xor_sync(0xFFFFFFFFu, hi ? v[j] : v[j + 2], 2);
+    if (hi) v[j] = got; else v[j + 2] = got;
+  }
+#pragma unroll
+  for (uint32_t j = 0; j < 4; j += 2) {
+    const bool odd = (q & 1u) != 0;
+    const uint32_t got = __shfl_xor_sync(0xFFFFFFFFu, odd ? v[j] : v[j + 1], 1);
+    if (odd) v[j] = got; else v[j + 1] = got;
+  }
+}
+
+// RoutedBf16: d[slot] = bf16(w[slot] * acc); rows of the dropped segment (group -1) are +0.0. Each
+// group of 4 chunks (32 columns) of a row goes out as one 16-byte store per lane (chunk 4g + q).
 template <uint32_t BN, uint32_t kWaveN>
 __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
                                                      const float* acc) {
+  static_assert(kWaveN % 32 == 0, "a wave is whole groups of 4 chunks");
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
+    // Every lane of the quad joins the shuffles; only rows inside the segment are written.
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
-    if (row >= work.row_end) continue;
-    const int32_t slot = __ldg(p.routed.row_slot + row);
+    const bool valid = row < work.row_end;
+    int32_t slot = 0;
     float w = 1.0f;
-    if (work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
+    if (valid) {
+      slot = __ldg(p.routed.row_slot + row);
+      if (work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
+    }
     __nv_bfloat16* dst = p.op.d + static_cast<uint64_t>(slot) * p.layout.n + work.n_block * BN;
 #pragma unroll
     for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
       if (wave < f.first_wave || wave > f.last_wave) continue;
 #pragma unroll
-      for (uint32_t i = 0; i < kWaveN / 8; ++i) {
-        const float* v = acc + wave * (kWaveN / 2) + 4 * i + 2 * h;
-        float v0 = v[0], v1 = v[1];
-        if (work.group < 0) {
-          v0 = 0.0f, v1 = 0.0f;
-        } else if (p.routed.slot_weights != nullptr) {
-          v0 *= w, v1 *= w;
+      for (uint32_t g = 0; g < kWaveN / 32; ++g) {
+        uint32_t packed[4];
+#pragma unroll
+        for (uint32_t c = 0; c < 4; ++c) {
+          const float* v = acc + wave * (kWaveN / 2) + 4 * (4 * g + c) + 2 * h;
+          float v0 = v[0], v1 = v[1];
+          if (work.group < 0) {
+            v0 = 0.0f, v1 = 0.0f;
+          } else if (p.routed.slot_weights != nullptr) {
+            v0 *= w, v1 *= w;
+          }
+          packed[c] = pack_bf16x2(v0, v1);
         }
-        *reinterpret_cast<uint32_t*>(dst + wave * kWaveN + 8 * i + 2 * f.q) = pack_bf16x2(v0, v1);
+        quad_transpose(packed, f.q);
+        if (valid) {
+          *reinterpret_cast<uint4*>(dst + wave * kWaveN + 8 * (4 * g + f.q)) =
+              make_uint4(packed[0], packed[1], packed[2], packed[3]);
+        }
       }
     }
   }
@@ -116,23 +151,35 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
     amax_row[1] = fmaxf(amax_row[1], exchange[(1 - f.first_wave) * 64 + f.r0 + 8]);
     cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);  // exchange is reused by the next tile
   }
+  // A wave's 64 FP8 codes of a row: lane q holds the byte pairs m * 8 + 2q (m = 0..7); after
+  // pairing m = 2j, 2j + 1 into word j and a quad transpose, lane q holds bytes [16q, 16q + 16) of
+  // the row, m = 2q then m = 2q + 1, each four lanes' pairs in lane order: one 16-byte store.
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
-    if (row >= work.row_end) continue;
+    const bool valid = row < work.row_end;  // every lane of the quad joins the shuffles
     const float sf = fmaxf(amax_row[h], 1e-4f) / 448.0f;
     const float inv = 1.0f / sf;
-    uint8_t* dst = p.swiglu.act + static_cast<uint64_t>(row) * p.swiglu.act_cols + work.n_block * 128;
+    uint8_t* dst = p.swiglu.act + static_cast<uint64_t>(valid ? row : 0u) * p.swiglu.act_cols + work.n_block * 128;
 #pragma unroll
     for (uint32_t wave = 0; wave < 2; ++wave) {
       if (wave < f.first_wave || wave > f.last_wave) continue;
+      uint32_t w[4];
 #pragma unroll
-      for (uint32_t m = 0; m < 8; ++m) {
-        const float* v = a[h] + wave * 16 + m * 2;
-        *reinterpret_cast<uint16_t*>(dst + wave * 64 + m * 8 + 2 * f.q) = pack_fp8x2(v[0] * inv, v[1] * inv);
+      for (uint32_t j = 0; j < 4; ++j) {
+        const float* v = a[h] + wave * 16 + j * 4;
+        w[j] = uint32_t{pack_fp8x2(v[0] * inv, v[1] * inv)} | uint32_t{pack_fp8x2(v[2] * inv, v[3] * inv)} << 16;
+      }
+      quad_transpose(w, f.q);
+      if (valid) {
+        *reinterpret_cast<uint4*>(dst + wave * 64 + 16 * f.q) =
+            make_uint4(__byte_perm(w[0], w[1], 0x5410), __byte_perm(w[2], w[3], 0x5410), __byte_perm(w[0], w[1], 0x7632),
+                       __byte_perm(w[2], w[3], 0x7632));
       }
     }
-    if (f.q == 0 && f.first_wave == 0) p.swiglu.act_scales[static_cast<uint64_t>(row) * (p.swiglu.act_cols / 128) + work.n_block] = sf;
+    if (valid && f.q == 0 && f.first_wave == 0) {
+      p.swiglu.act_scales[static_cast<uint64_t>(row) * (p.swiglu.act_cols / 128) + work.n_block] = sf;
+    }
   }
 }
 

@@ -31,7 +31,10 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
                                               uint32_t wg) {
   MathTile t;
   t.group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
-  t.wide = Cfg::kCanWiden && work.block_rows < Cfg::kBlockM;
+  // Warp-uniform through lane 0 like the group: the operand descriptors derive from it, and per-thread
+  // values made ptxas build them in vector registers on every K block (+45 instructions per K block
+  // and warp on the routed kernels, bench/NOTES.md run 62).
+  t.wide = Cfg::kCanWiden && __shfl_sync(0xFFFFFFFFu, work.block_rows < Cfg::kBlockM ? 1 : 0, 0) != 0;
   t.a_row_base = t.wide ? 0 : wg * 64;
   t.r0 = t.a_row_base + (warp % 4) * 16 + lane / 4;
   t.first_wave = t.wide ? wg : 0;

@@ -4,7 +4,9 @@
 // and its lanes stage the A scales (cp.async, so the producer never waits on their latency) and the
 // tile's B scales. Gathering epilogues copy A rows by token instead, from all four warps (warp w the
 // tile rows [32w, 32w + 32), so that a stage's row copies are in flight from 128 threads; one warp
-// alone is latency-bound on them), 128B swizzle written by hand.
+// alone is latency-bound on them), 128B swizzle written by hand. Their per-stage work is kept to one
+// address and one copy per row: the producer warps share the math warps' issue slots, and at four
+// warps' worth of per-row address arithmetic they took a fifth of them (bench/NOTES.md, run 62).
 #pragma once
 
 #include <cuda.h>
@@ -38,9 +40,17 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
   const uint64_t hint = static_cast<uint64_t>(cute::TMA::CacheHintSm90::EVICT_NORMAL);
   const uint32_t sfa_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfa));
   const uint32_t sfb_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfb));
-  const uint32_t a_smem_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a));
   const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.full));
   int32_t* my_rows = smem.rows + producer_warp * 32;
+  // Gathering: lane copies 16-byte chunk lane % 8 of this warp's rows r_j = lane / 8 + 4j (j < 8):
+  // each warp instruction reads 4 whole 128-byte rows and writes them conflict-free. The 128B
+  // swizzle puts the chunk at (chunk ^ (r_j % 8)) and r_j % 8 = lane / 8 + 4 (j % 2): two bases.
+  const uint32_t chunk = lane % 8;
+  const uint32_t row0 = producer_warp * 32 + lane / 8;
+  const uint32_t a_dst_even =
+      static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + row0 * 128 + ((chunk ^ (lane / 8)) << 4);
+  const uint32_t a_dst_odd =
+      static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + row0 * 128 + ((chunk ^ (lane / 8 + 4)) << 4);
 
   TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
   PipelineState<Cfg::kStages> pipe;
@@ -53,17 +63,30 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
                                  work.row_begin, lane, 0, group, unused);
     }
     if (group < 0) continue;  // zero tile: nothing to load
-    uint32_t my_valid = 0;    // rows of this warp's 32 that belong to the tile's segment
+    // Gathering, per tile: the tokens of this lane's rows r_j (bit j of row_bits: r_j is inside the
+    // tile's segment; rows past it are not loaded, their stale shared memory only reaches
+    // accumulator rows the epilogue never writes) and the A-scale row of its own row `lane`.
+    uint32_t tokens[8] = {};
+    uint32_t row_bits = 0;
+    const float* sfa_row = p.op.sfa;
+    bool sfa_valid = false;
     if constexpr (kGather) {
-      // The token behind each of this warp's rows (rows past the segment are not loaded: their
-      // stale shared memory only reaches accumulator rows the epilogue never writes).
       const uint32_t first = work.row_begin + producer_warp * 32;
-      my_valid = first < work.row_end ? min(32u, work.row_end - first) : 0u;
+      const uint32_t my_valid = first < work.row_end ? min(32u, work.row_end - first) : 0u;
       __syncwarp();
       if (lane < my_valid) {
         my_rows[lane] = static_cast<int32_t>(static_cast<uint32_t>(__ldg(p.routed.row_slot + first + lane)) / p.routed.top_k);
       }
       __syncwarp();
+#pragma unroll
+      for (uint32_t j = 0; j < 8; ++j) {
+        if (lane / 8 + 4 * j < my_valid) {
+          tokens[j] = static_cast<uint32_t>(my_rows[lane / 8 + 4 * j]);
+          row_bits |= 1u << j;
+        }
+      }
+      sfa_valid = lane < my_valid;
+      if (sfa_valid) sfa_row = p.op.sfa + static_cast<uint64_t>(static_cast<uint32_t>(my_rows[lane])) * num_kb;
     }
     const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.layout.n + work.n_block * BN);
     // Lanes 0 .. kNWaves-1 of warp 0 stage the tile's B scales with each K block: one row of the
@@ -102,22 +125,15 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
       const uint32_t sfa_dst = sfa_base + stage * BM * 4;
       if (stages_sfb) cp_async_4(sfb_base + (stage * kNWaves + lane) * 4, sfb_row + kb, 4u);
       if constexpr (kGather) {
-        // Lane covers 16-byte chunk lane % 8 of rows lane / 8 + 4j of this warp's 32: each warp
-        // instruction reads 4 whole 128-byte rows and writes them conflict-free.
-        const uint32_t chunk = lane % 8;
-        const uint32_t a_dst = a_smem_base + stage * kBytesA;
+        const uint8_t* src_kb = p.op.a + kb * kGemmBlockK + chunk * 16;
 #pragma unroll
         for (uint32_t j = 0; j < 8; ++j) {
-          const uint32_t r = lane / 8 + 4 * j;
-          if (r < my_valid) {
-            const uint8_t* src = p.op.a + static_cast<uint64_t>(my_rows[r]) * p.layout.k + kb * kGemmBlockK + chunk * 16;
-            cp_async_16(a_dst + swizzle128_offset(producer_warp * 32 + r, chunk), src, 16u);
+          if (row_bits >> j & 1u) {
+            cp_async_16((j % 2 == 0 ? a_dst_even : a_dst_odd) + stage * kBytesA + j * 512,
+                        src_kb + static_cast<uint64_t>(tokens[j]) * p.layout.k, 16u);
           }
         }
-        if (lane < my_valid) {
-          cp_async_4(sfa_dst + (producer_warp * 32 + lane) * 4, p.op.sfa + static_cast<uint64_t>(my_rows[lane]) * num_kb + kb,
-                     4u);
-        }
+        if (sfa_valid) cp_async_4(sfa_dst + (producer_warp * 32 + lane) * 4, sfa_row + kb, 4u);
       } else {
         // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
         // never waits on their latency (a plain load here serializes every stage on it).
