@@ -31,9 +31,7 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
                                               uint32_t wg) {
   MathTile t;
   t.group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
-  // Warp-uniform through lane 0 like the group: the operand descriptors derive from it, and per-thread
-  // values made ptxas build them in vector registers on every K block (+45 instructions per K block
-  // and warp on the routed kernels, bench/NOTES.md run 62).
+  // Warp-uniform through lane 0 like the group: run_mainloop branches on it.
   t.wide = Cfg::kCanWiden && __shfl_sync(0xFFFFFFFFu, work.block_rows < Cfg::kBlockM ? 1 : 0, 0) != 0;
   t.a_row_base = t.wide ? 0 : wg * 64;
   t.r0 = t.a_row_base + (warp % 4) * 16 + lane / 4;
@@ -53,19 +51,20 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
   return t;
 }
 
-// Accumulates the tile's K blocks (this CTA's slice of them under split-K) into accum (zeroed
-// first) and releases every stage it consumed.
-template <class Cfg>
-__device__ __forceinline__ void run_mainloop(const KernelParams& p, const SharedStorage<Cfg>& smem,
-                                             PipelineState<Cfg::kStages>& pipe, const MathTile& t,
-                                             float (&accum)[Cfg::kBlockN / 2]) {
+// The mainloop for one kind of tile; kWide: both warpgroups on the tile's 64 rows, one N-wave each.
+// Operand rows and waves are derived here from the warpgroup index and kWide, not read from t, so
+// that ptxas builds the wgmma descriptors on the uniform datapath as for the other layouts (from t
+// it built them in vector registers on every K block: bench/NOTES.md, run 64).
+template <class Cfg, bool kWide>
+__device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const SharedStorage<Cfg>& smem,
+                                                  PipelineState<Cfg::kStages>& pipe, const MathTile& t,
+                                                  float (&accum)[Cfg::kBlockN / 2]) {
   constexpr uint32_t kWaveN = Cfg::kWaveN, kNWaves = Cfg::kNWaves;
-#pragma unroll
-  for (uint32_t i = 0; i < Cfg::kBlockN / 2; ++i) accum[i] = 0.0f;
-  if (t.group < 0) return;
-
+  const uint32_t wg = threadIdx.x / 128;
+  const uint32_t first_wave = kWide ? wg : 0;
+  const uint32_t last_wave = kWide ? wg : kNWaves - 1;
   const IndexRange k_blocks = cta_k_blocks<Cfg>(p);
-  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + t.a_row_base * kGemmBlockK;
+  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + (kWide ? 0u : wg * 64) * kGemmBlockK;
   const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.b));
   const uint32_t r1 = t.r0 + 8;
   for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
@@ -80,7 +79,7 @@ __device__ __forceinline__ void run_mainloop(const KernelParams& p, const Shared
       const float sa1 = smem.sfa[stage * Cfg::kBlockM + r1];
 #pragma unroll
       for (uint32_t w = 0; w < kNWaves; ++w) {
-        if (w < t.first_wave || w > t.last_wave) continue;
+        if (w < first_wave || w > last_wave) continue;
         float partial[kWaveN / 2];
 #pragma unroll
         for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
@@ -94,7 +93,7 @@ __device__ __forceinline__ void run_mainloop(const KernelParams& p, const Shared
 #pragma unroll
         for (uint32_t i = 0; i < kWaveN / 2; ++i) fence_operand(partial[i]);
         wgmma_wait_all();
-        if (w == t.last_wave) release_stage<Cfg::kMulticast>(smem.empty[stage]);
+        if (w == last_wave) release_stage<Cfg::kMulticast>(smem.empty[stage]);
         // Promotion: acc = fma(sa * sb, partial, acc), the scale product rounded first. For
         // SwiGLU, 8-column chunk i is gate (even i, scale row 0) or up (odd i, scale row 1).
         float* acc = accum + w * (kWaveN / 2);
@@ -114,6 +113,24 @@ __device__ __forceinline__ void run_mainloop(const KernelParams& p, const Shared
     }
     pipe.advance();
   }
+}
+
+// Accumulates the tile's K blocks (this CTA's slice of them under split-K) into accum (zeroed
+// first) and releases every stage it consumed.
+template <class Cfg>
+__device__ __forceinline__ void run_mainloop(const KernelParams& p, const SharedStorage<Cfg>& smem,
+                                             PipelineState<Cfg::kStages>& pipe, const MathTile& t,
+                                             float (&accum)[Cfg::kBlockN / 2]) {
+#pragma unroll
+  for (uint32_t i = 0; i < Cfg::kBlockN / 2; ++i) accum[i] = 0.0f;
+  if (t.group < 0) return;
+  if constexpr (Cfg::kCanWiden) {
+    if (t.wide) {
+      run_mainloop_rows<Cfg, true>(p, smem, pipe, t, accum);
+      return;
+    }
+  }
+  run_mainloop_rows<Cfg, false>(p, smem, pipe, t, accum);
 }
 
 }  // namespace megamoe::cuda::sm90
