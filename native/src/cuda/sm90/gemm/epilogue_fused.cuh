@@ -39,13 +39,21 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], uint32_t q) {
   for (uint32_t j = 0; j < 2; ++j) {
     const bool hi = (q & 2u) != 0;
     const uint32_t got = __shfl_xor_sync(0xFFFFFFFFu, hi ? v[j] : v[j + 2], 2);
-    if (hi) v[j] = got; else v[j + 2] = got;
+    if (hi) {
+      v[j] = got;
+    } else {
+      v[j + 2] = got;
+    }
   }
 #pragma unroll
   for (uint32_t j = 0; j < 4; j += 2) {
     const bool odd = (q & 1u) != 0;
     const uint32_t got = __shfl_xor_sync(0xFFFFFFFFu, odd ? v[j] : v[j + 1], 1);
-    if (odd) v[j] = got; else v[j + 1] = got;
+    if (odd) {
+      v[j] = got;
+    } else {
+      v[j + 1] = got;
+    }
   }
 }
 
