@@ -2,7 +2,7 @@
 # The GPU-machine half of the one GPU workflow (scripts/gpu_pack.sh, run first on the development
 # machine, puts CUTLASS and the .NET test host in .device/, which the device tool carries): configure
 # (ninja, sm_90a only, Release, CUDA backend ON), build with every core, run the CPU, GPU and C#
-# suites, optionally compute-sanitizer, the benchmarks and an A/B against a baseline tree, and print
+# suites, optionally compute-sanitizer, the benchmarks and an A/B against other trees, and print
 # a summary table last. Logs and the benchmark JSON go to $OUT (or build/gpu-out when OUT is unset):
 # summary.txt, build.log (with the ptxas -v register/spill report), tests-cpu.log, tests-gpu.log,
 # sanitize.log, bench.log, the JSON, tests-dotnet.log, bench-ab.log, ptxas.txt (the device tool
@@ -22,6 +22,9 @@
 #   MEGAMOE_TEST_FILTER  test filter of the managed suite (stage "dotnet"; default: every test)
 #   MEGAMOE_COMMIT       commit recorded in the JSON
 #   GPU_RUN_BASELINE_DIR another source tree benchmarked against this one (stage "baseline")
+#   GPU_RUN_AB_PATCHES   patches, each applied to a copy of this tree and benchmarked against it (stage
+#                        "baseline"): `git diff -R <commit>` turns the tree into that commit, a
+#                        diagnostic change into an experiment; the file name (less .patch) names it
 set -u
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +72,41 @@ if want build; then
   fi
 fi
 
+# Stage "baseline": the same benchmark built from other trees (GPU_RUN_BASELINE_DIR, and a copy of this
+# tree per patch of GPU_RUN_AB_PATCHES), then benchmarked alternately with this tree's in one lease, so
+# a change is judged against the card's run-to-run spread (bench-ab.log); ptxas.txt compares each
+# build's registers and spills with this tree's kernel by kernel. The variants build in the background
+# from here on, while the test stages use the GPU.
+declare -a VARIANTS=()
+VARIANTS_PID=""
+variant_build() {  # name, source tree
+  local bdir=$ROOT/build/gpu-$1
+  cmake -S "$2" -B "$bdir" -G Ninja -DMEGAMOE_CUDA=ON -DCUTLASS_DIR="$ROOT/third_party/cutlass" \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMEGAMOE_BUILD_TESTS=OFF >"$bdir.log" 2>&1 &&
+    timeout 400 cmake --build "$bdir" -j "$JOBS" --target megamoe_bench >>"$bdir.log" 2>&1
+}
+if want baseline; then
+  [ -n "${GPU_RUN_BASELINE_DIR:-}" ] && VARIANTS+=(baseline)
+  for patch in ${GPU_RUN_AB_PATCHES:-}; do VARIANTS+=("$(basename "$patch" .patch)"); done
+  if [ ${#VARIANTS[@]} -gt 0 ]; then
+    mkdir -p "$ROOT/build"
+    (
+      [ -n "${GPU_RUN_BASELINE_DIR:-}" ] && variant_build baseline "$GPU_RUN_BASELINE_DIR"
+      for patch in ${GPU_RUN_AB_PATCHES:-}; do
+        name=$(basename "$patch" .patch) src=${TMPDIR:-/tmp}/megamoe-variant-$(basename "$patch" .patch)
+        rm -rf "$src" && mkdir -p "$src"
+        tar -C "$ROOT" -c --exclude=./build --exclude=./.device --exclude=./third_party --exclude=./.git . | tar -x -C "$src"
+        if patch -s -p1 --batch -d "$src" -i "$(realpath "$patch")" >"$ROOT/build/gpu-$name.log" 2>&1; then
+          variant_build "$name" "$src"
+        else
+          echo "patch $patch does not apply to this tree" >>"$ROOT/build/gpu-$name.log"
+        fi
+      done
+    ) &
+    VARIANTS_PID=$!
+  fi
+fi
+
 # ------------------------------------------------------------------------------------------------
 if want cpu; then
   t0=$(date +%s)
@@ -110,30 +148,36 @@ if want bench; then
   add bench "$(status_of $rc)" "$(ls "$OUT"/*.json 2>/dev/null | xargs -n1 basename 2>/dev/null | tr '\n' ' ')"
 fi
 
-# Stage "baseline": the same benchmark built from another source tree (GPU_RUN_BASELINE_DIR, e.g.
-# `git archive <commit>` of an earlier commit), then this tree's again, alternating in one lease, so
-# a change is judged against the card's run-to-run spread (bench-ab.log); ptxas.txt compares the
-# two builds' registers and spills kernel by kernel.
-if want baseline && [ -n "${GPU_RUN_BASELINE_DIR:-}" ]; then
+if want baseline; then
   t0=$(date +%s)
-  bdir=$ROOT/build/gpu-baseline
   rc=0
-  { cmake -S "$GPU_RUN_BASELINE_DIR" -B "$bdir" -G Ninja -DMEGAMOE_CUDA=ON -DCUTLASS_DIR="$ROOT/third_party/cutlass" \
-      -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMEGAMOE_BUILD_TESTS=OFF &&
-    timeout 300 cmake --build "$bdir" -j "$JOBS" --target megamoe_bench; } >"$bdir.log" 2>&1 || rc=$?
-  python3 scripts/ptxas_report.py "$OUT/build.log" "$bdir.log" >"$OUT/ptxas.txt" 2>&1
-  if [ $rc -eq 0 ]; then
+  if [ ${#VARIANTS[@]} -eq 0 ]; then
+    rc=2
+    echo "stage baseline: set GPU_RUN_BASELINE_DIR or GPU_RUN_AB_PATCHES" >>"$OUT/bench-ab.log"
+  else
+    wait "$VARIANTS_PID" || true
+    : >"$OUT/ptxas.txt"
+    for name in "${VARIANTS[@]}"; do
+      echo "== ptxas: this tree vs $name" >>"$OUT/ptxas.txt"
+      python3 scripts/ptxas_report.py "$OUT/build.log" "$ROOT/build/gpu-$name.log" >>"$OUT/ptxas.txt" 2>&1
+    done
     for round in 1 2; do
-      for side in baseline this; do
-        bin="$bdir/bench/megamoe_bench"
+      for side in "${VARIANTS[@]}" this; do
+        bin="$ROOT/build/gpu-$side/bench/megamoe_bench"
         [ "$side" = this ] && bin="$BUILD/bench/megamoe_bench"
         echo "== round $round: $side" >>"$OUT/bench-ab.log"
+        if [ ! -x "$bin" ]; then
+          echo "not built: see build/gpu-$side.log" >>"$OUT/bench-ab.log"
+          tail -5 "$ROOT/build/gpu-$side.log" >>"$OUT/bench-ab.log" 2>/dev/null
+          rc=1
+          continue
+        fi
         # shellcheck disable=SC2086
-        timeout "${GPU_RUN_BENCH_TIMEOUT:-300}" "$bin" --out "$bdir/json-$side" ${GPU_RUN_BENCH_ARGS:-} >>"$OUT/bench-ab.log" 2>&1 || rc=$?
+        timeout "${GPU_RUN_BENCH_TIMEOUT:-300}" "$bin" --out "$ROOT/build/json-$side" ${GPU_RUN_BENCH_ARGS:-} >>"$OUT/bench-ab.log" 2>&1 || rc=$?
       done
     done
   fi
-  add baseline "$(status_of $rc)" "$(( $(date +%s) - t0 )) s; spill changes: $(grep -c CHANGED "$OUT/ptxas.txt")"
+  add baseline "$(status_of $rc)" "$(( $(date +%s) - t0 )) s (${VARIANTS[*]:-none} vs this); spill changes: $(grep -c CHANGED "$OUT/ptxas.txt" 2>/dev/null)"
 fi
 
 if want profile; then
