@@ -22,9 +22,10 @@
 #   MEGAMOE_TEST_FILTER  test filter of the managed suite (stage "dotnet"; default: every test)
 #   MEGAMOE_COMMIT       commit recorded in the JSON
 #   GPU_RUN_BASELINE_DIR another source tree benchmarked against this one (stage "baseline")
-#   GPU_RUN_AB_PATCHES   patches, each applied to a copy of this tree and benchmarked against it (stage
-#                        "baseline"): `git diff -R <commit>` turns the tree into that commit, a
-#                        diagnostic change into an experiment; the file name (less .patch) names it
+#   GPU_RUN_AB_PATCHES   space-separated patch files, each applied to a copy of this tree and benchmarked
+#                        against it (stage "baseline"): `git diff -R <commit>` turns the tree into that
+#                        commit, a diagnostic change into an experiment; the file name (less .patch)
+#                        names it ("this" and "baseline" are taken)
 set -u
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -76,30 +77,47 @@ fi
 # tree per patch of GPU_RUN_AB_PATCHES), then benchmarked alternately with this tree's in one lease, so
 # a change is judged against the card's run-to-run spread (bench-ab.log); ptxas.txt compares each
 # build's registers and spills with this tree's kernel by kernel. The variants build in the background
-# from here on, while the test stages use the GPU.
+# from here on, while the test stages use the GPU; the bench stages wait for them, so no timing runs
+# beside a compiler.
 declare -a VARIANTS=()
 VARIANTS_PID=""
-variant_build() {  # name, source tree
-  local bdir=$ROOT/build/gpu-$1
+variant_dir() { echo "$ROOT/build/gpu-ab-$1"; }
+variant_build() {  # name, source tree; appends to the variant's log
+  local bdir
+  bdir=$(variant_dir "$1")
   cmake -S "$2" -B "$bdir" -G Ninja -DMEGAMOE_CUDA=ON -DCUTLASS_DIR="$ROOT/third_party/cutlass" \
-    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMEGAMOE_BUILD_TESTS=OFF >"$bdir.log" 2>&1 &&
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMEGAMOE_BUILD_TESTS=OFF >>"$bdir.log" 2>&1 &&
     timeout 400 cmake --build "$bdir" -j "$JOBS" --target megamoe_bench >>"$bdir.log" 2>&1
 }
+wait_for_variants() { if [ -n "$VARIANTS_PID" ]; then wait "$VARIANTS_PID" || true; VARIANTS_PID=""; fi; }
 if want baseline; then
   [ -n "${GPU_RUN_BASELINE_DIR:-}" ] && VARIANTS+=(baseline)
-  for patch in ${GPU_RUN_AB_PATCHES:-}; do VARIANTS+=("$(basename "$patch" .patch)"); done
+  for patch in ${GPU_RUN_AB_PATCHES:-}; do
+    name=$(basename "$patch" .patch)
+    case " this baseline ${VARIANTS[*]} " in
+      *" $name "*) echo "GPU_RUN_AB_PATCHES: '$name' is taken; rename $patch" >&2; exit 2 ;;
+    esac
+    VARIANTS+=("$name")
+  done
   if [ ${#VARIANTS[@]} -gt 0 ]; then
     mkdir -p "$ROOT/build"
     (
+      for name in "${VARIANTS[@]}"; do : >"$(variant_dir "$name").log"; done
       [ -n "${GPU_RUN_BASELINE_DIR:-}" ] && variant_build baseline "$GPU_RUN_BASELINE_DIR"
       for patch in ${GPU_RUN_AB_PATCHES:-}; do
         name=$(basename "$patch" .patch) src=${TMPDIR:-/tmp}/megamoe-variant-$(basename "$patch" .patch)
+        log=$(variant_dir "$name").log
+        if [ ! -f "$patch" ]; then
+          echo "patch $patch: no such file" >>"$log"
+          continue
+        fi
         rm -rf "$src" && mkdir -p "$src"
         tar -C "$ROOT" -c --exclude=./build --exclude=./.device --exclude=./third_party --exclude=./.git . | tar -x -C "$src"
-        if patch -s -p1 --batch -d "$src" -i "$(realpath "$patch")" >"$ROOT/build/gpu-$name.log" 2>&1; then
+        # patch -d enters the directory first: the patch's path must be absolute.
+        if patch -p1 --batch -d "$src" -i "$(realpath "$patch")" >>"$log" 2>&1; then
           variant_build "$name" "$src"
         else
-          echo "patch $patch does not apply to this tree" >>"$ROOT/build/gpu-$name.log"
+          echo "patch $patch does not apply to this tree" >>"$log"
         fi
       done
     ) &
@@ -139,6 +157,7 @@ fi
 
 # ------------------------------------------------------------------------------------------------
 if want bench; then
+  wait_for_variants
   t0=$(date +%s)
   bench_bin="$BUILD/bench/megamoe_bench"
   [ -x "$bench_bin" ] || bench_bin="$BUILD/megamoe_bench"
@@ -155,25 +174,25 @@ if want baseline; then
     rc=2
     echo "stage baseline: set GPU_RUN_BASELINE_DIR or GPU_RUN_AB_PATCHES" >>"$OUT/bench-ab.log"
   else
-    wait "$VARIANTS_PID" || true
+    wait_for_variants
     : >"$OUT/ptxas.txt"
     for name in "${VARIANTS[@]}"; do
       echo "== ptxas: this tree vs $name" >>"$OUT/ptxas.txt"
-      python3 scripts/ptxas_report.py "$OUT/build.log" "$ROOT/build/gpu-$name.log" >>"$OUT/ptxas.txt" 2>&1
+      python3 scripts/ptxas_report.py "$OUT/build.log" "$(variant_dir "$name").log" >>"$OUT/ptxas.txt" 2>&1
     done
     for round in 1 2; do
       for side in "${VARIANTS[@]}" this; do
-        bin="$ROOT/build/gpu-$side/bench/megamoe_bench"
+        bin="$(variant_dir "$side")/bench/megamoe_bench"
         [ "$side" = this ] && bin="$BUILD/bench/megamoe_bench"
         echo "== round $round: $side" >>"$OUT/bench-ab.log"
         if [ ! -x "$bin" ]; then
-          echo "not built: see build/gpu-$side.log" >>"$OUT/bench-ab.log"
-          tail -5 "$ROOT/build/gpu-$side.log" >>"$OUT/bench-ab.log" 2>/dev/null
+          if [ "$side" = this ]; then echo "not built: run stage build" >>"$OUT/bench-ab.log"; else echo "not built: see $(variant_dir "$side").log" >>"$OUT/bench-ab.log"; fi
+          tail -5 "$(variant_dir "$side").log" >>"$OUT/bench-ab.log" 2>/dev/null
           rc=1
           continue
         fi
         # shellcheck disable=SC2086
-        timeout "${GPU_RUN_BENCH_TIMEOUT:-300}" "$bin" --out "$ROOT/build/json-$side" ${GPU_RUN_BENCH_ARGS:-} >>"$OUT/bench-ab.log" 2>&1 || rc=$?
+        timeout "${GPU_RUN_BENCH_TIMEOUT:-300}" "$bin" --out "$ROOT/build/json-ab-$side" ${GPU_RUN_BENCH_ARGS:-} >>"$OUT/bench-ab.log" 2>&1 || rc=$?
       done
     done
   fi
@@ -181,6 +200,7 @@ if want baseline; then
 fi
 
 if want profile; then
+  wait_for_variants
   # Nsight Compute on one GEMM launch (after the warm-ups); its sections go into bench.log, since
   # the device tool returns at most 8 files.
   target=${GPU_RUN_PROFILE_FILTER:-dense/m4096_n4096_k7168}

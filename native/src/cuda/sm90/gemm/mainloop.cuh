@@ -14,7 +14,9 @@
 
 namespace megamoe::cuda::sm90 {
 
-// Which rows and N-waves a math thread computes for the current tile.
+// Which rows and N-waves a math thread computes for the current tile. run_mainloop_rows derives the
+// operand row base and the waves again from the warpgroup index and `wide` (for the uniform
+// datapath); the two derivations must agree.
 struct MathTile {
   int32_t group;        // B group (expert); -1: the tile is written as zeros, no MMA
   bool wg_active;       // this warpgroup's rows hold at least one row of the tile's segment
