@@ -62,8 +62,9 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
   return desc.desc_;
 }
 
-// Orders this thread's view of shared memory written through the generic proxy (cp.async, st.shared)
-// before the async proxy (wgmma operand reads, TMA stores) reads it.
+// Orders this thread's shared-memory accesses through the generic proxy (cp.async, st.shared)
+// against those of the async proxy (wgmma operand reads, TMA stores), in either direction: generic
+// writes before async reads (gathered A rows), async reads before generic overwrites (split-K scratch).
 __device__ __forceinline__ void fence_view_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
