@@ -4,14 +4,13 @@
 //   2. group the slots by expert (core/routing.h);
 //   3. per (row group of one expert, 128 columns of I): gate and up accumulators, activation times
 //      w * rsf, and the requantization of that 128-wide group, fused so no [slots, 2I] buffer exists;
-//   4. down-projection float32 accumulators z per slot;
-//   5. per token, y = bf16(sum of z over its slots in slot order), or the float32 sum itself when y is
-//      FP32 (expert parallelism adds those up across ranks before the one rounding).
+//   4. down-projection accumulators z per slot, rounded to BF16;
+//   5. per token, y = bf16(float32 sum of z over its slots in slot order), or the float32 sum itself
+//      when y is FP32 (expert parallelism adds those up across ranks before the one rounding).
 #include "cpu/moe_layer.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <initializer_list>
 #include <vector>
 
@@ -32,12 +31,12 @@ constexpr int64_t kMaxDownOutputBytes = int64_t{1} << 30;
 constexpr int64_t kCombineColumns = 512;
 
 // Tokens per pass: enough to fill about one row group (kMaxPanelRows rows, which share each
-// widened weight panel) per expert, at least kMinChunkTokens, at most max_tokens, with the float32
+// widened weight panel) per expert, at least kMinChunkTokens, at most max_tokens, with the BF16
 // down-projection outputs under kMaxDownOutputBytes.
 int64_t chunk_tokens(const MoeLayerSpec& spec) {
   const int64_t wanted =
       std::max(kMinChunkTokens, (int64_t{kMaxPanelRows} * spec.num_experts + spec.top_k - 1) / spec.top_k);
-  const int64_t affordable = std::max<int64_t>(1, kMaxDownOutputBytes / (spec.top_k * spec.hidden * 4));
+  const int64_t affordable = std::max<int64_t>(1, kMaxDownOutputBytes / (spec.top_k * spec.hidden * 2));
   return std::min({spec.max_tokens, wanted, affordable});
 }
 
@@ -64,7 +63,7 @@ class CpuMoeLayer final : public MoeLayer {
         act_(slots_ * spec.intermediate * 4),
         qa_(slots_ * spec.intermediate),
         sa_(slots_ * (spec.intermediate / kBlock) * 4),
-        z_(slots_ * spec.hidden * 4),
+        z_(slots_ * spec.hidden * 2),
         offsets_(static_cast<size_t>(spec.num_experts) + 1),
         order_(static_cast<size_t>(slots_)),
         position_(static_cast<size_t>(slots_)),
@@ -83,7 +82,7 @@ class CpuMoeLayer final : public MoeLayer {
 
   // With C = chunk_tokens() and S = C * top_k slots per pass:
   //   C * H (x quantized) + C * H / 128 * 4 (its scales) + S * I * 4 (activations)
-  // + S * I (activations requantized) + S * I / 128 * 4 (their scales) + S * H * 4 (z)
+  // + S * I (activations requantized) + S * I / 128 * 4 (their scales) + S * H * 2 (z, BF16)
   // + S * (8 + 8 + 16 + 16) (slot order, slot positions, two row tables)
   // + (E + 1) * 8 + E * 8 (expert offsets and counts) + (S / 64 + E) * 24 (row groups).
   // Fixed at creation; computed once so that reading it never races with a forward in flight.
@@ -139,7 +138,8 @@ class CpuMoeLayer final : public MoeLayer {
 
     up_projection(args.topk_weights.as<const float>() + t0 * top_k);
     run_row_groups(*pool_, groups_, down_rows_.data(), w2_, [&](int64_t row, int64_t col, const float* acc) {
-      std::memcpy(z_.as<float>() + row * h + col, acc, sizeof(float) * kPanelCols);
+      uint16_t* z = z_.as<uint16_t>() + row * h + col;
+      for (int32_t c = 0; c < kPanelCols; ++c) z[c] = float_to_bf16(acc[c]);
     });
     combine(args.y, t0, tokens);
   }
@@ -190,8 +190,8 @@ class CpuMoeLayer final : public MoeLayer {
       for (int64_t j = 0; j < top_k; ++j) {
         const int64_t p = position_[static_cast<size_t>(t * top_k + j)];
         if (p < 0) continue;
-        const float* z = z_.as<const float>() + p * h + c0;
-        for (int64_t c = 0; c < width; ++c) sum[c] += z[c];
+        const uint16_t* z = z_.as<const uint16_t>() + p * h + c0;
+        for (int64_t c = 0; c < width; ++c) sum[c] += bf16_to_float(z[c]);
       }
       const int64_t out = (t0 + t) * h + c0;
       if (y.dtype == MEGAMOE_DTYPE_FP32) {
@@ -212,7 +212,7 @@ class CpuMoeLayer final : public MoeLayer {
   AlignedBuffer act_;      // activations times weight, [slots, I] FP32 (off the stack: tasks may run on
                            // the caller's thread, whose stack size is unknown)
   AlignedBuffer qa_, sa_;  // activations requantized, [slots, I] FP8 and [slots, I/128] FP32
-  AlignedBuffer z_;        // down-projection accumulators, [slots, H] FP32, by position in order_
+  AlignedBuffer z_;        // down-projection rows, [slots, H] BF16, by position in order_
   std::vector<int64_t> offsets_, order_, position_;
   std::vector<Fp8Row> up_rows_, down_rows_;  // A rows of each position in order_
   std::vector<RowGroup> groups_;

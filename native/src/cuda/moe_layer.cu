@@ -3,8 +3,8 @@
 //      dropped tokens, and (last block) the routing metadata;
 //   2. up-projection, routed layout, A rows gathered by token, SwiGLU + top-k weight + FP8
 //      re-quantization in the epilogue (activations stay in grouped order);
-//   3. down-projection over the grouped activations, float32 rows per slot, and the fixed-order
-//      combine into y by the tile that completes each (token, n-block).
+//   3. down-projection over the grouped activations, BF16 rows per slot, and the fixed-order
+//      float32 combine into y by the tile that completes each (token, n-block).
 // Every launch reads the token count on the device and all scratch is allocated here, so a
 // forward can be captured in a CUDA graph and replayed with other routings and counts.
 #include <cuda_bf16.h>
@@ -149,7 +149,7 @@ class CudaMoeLayer final : public MoeLayer {
     order_ = DeviceArray(dev, slots * 4);
     act_ = DeviceArray(dev, slots * i);
     act_scales_ = DeviceArray(dev, slots * (i / 128) * 4);
-    z_ = DeviceArray(dev, slots * h * 4);
+    z_ = DeviceArray(dev, slots * h * 2);
     counters_ = DeviceArray(dev, t * (h / 128) * 4);
     token_masks_ = DeviceArray(dev, t * 4);
     workspace_bytes_ = qx_.bytes() + sx_.bytes() + offsets_.bytes() + order_.bytes() + act_.bytes() +
@@ -214,7 +214,7 @@ class CudaMoeLayer final : public MoeLayer {
     down.params.op.sfa = act_scales_.get<const float>();
     down.params.op.sfb = s2_.get<const float>();
     sm90::CombineParams& combine = down.params.combine;
-    combine.z = z_.get<float>();
+    combine.z = z_.get<__nv_bfloat16>();
     combine.counters = counters_.get<int32_t>();
     combine.token_masks = token_masks_.get<const uint32_t>();
     if (y_f32) {

@@ -386,11 +386,12 @@ void ref_moe_forward(const MoeRefConfig& cfg, const MoeRefWeights& w, const uint
       }
       // 4. re-quantize along I
       ref_quantize_activations(act.data(), 1, I, false, qa.data(), sa.data());
-      // 5. down-projection and 6. combine in slot order
+      // 5. down-projection, rounded to BF16, and 6. combine in slot order
       const uint8_t* w2 = w.w2.data() + e * H * I;
       const float* s2 = w.s2.data() + e * HB * IB;
       for (int64_t n = 0; n < H; ++n) {
-        z[static_cast<std::size_t>(n)] = ref_gemm_acc(qa.data(), sa.data(), w2 + n * I, s2 + (n / 128) * IB, I);
+        z[static_cast<std::size_t>(n)] =
+            bf16_decode(bf16_encode(ref_gemm_acc(qa.data(), sa.data(), w2 + n * I, s2 + (n / 128) * IB, I)));
         yacc[static_cast<std::size_t>(n)] = yacc[static_cast<std::size_t>(n)] + z[static_cast<std::size_t>(n)];
       }
     }

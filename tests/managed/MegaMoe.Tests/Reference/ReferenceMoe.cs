@@ -42,12 +42,12 @@ public static class ReferenceMoe
                     activation[i] = Activate(h[i], h[intermediate + i], o) * weight;
                 }
 
-                // 4. Re-quantize, 5. down-projection, 6. combine in slot order.
+                // 4. Re-quantize, 5. down-projection rounded to BF16, 6. combine in slot order.
                 (byte[] qa, float[] sa) = ReferenceQuantization.Quantize(activation, 1, 1, intermediate, 1, ue8m0: false);
                 var aOperand = new Operand(qa, sa, 1, 1, intermediate);
                 for (int n = 0; n < hidden; n++)
                 {
-                    sum[n] += ReferenceGemm.Accumulate(aOperand, 0, problem.W2, (int)expert, n);
+                    sum[n] += (float)(BFloat16)ReferenceGemm.Accumulate(aOperand, 0, problem.W2, (int)expert, n);
                 }
             }
 

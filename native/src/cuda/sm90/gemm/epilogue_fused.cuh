@@ -57,11 +57,13 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], uint32_t q) {
   }
 }
 
-// RoutedBf16: d[slot] = bf16(w[slot] * acc); rows of the dropped segment (group -1) are +0.0. Each
-// group of 4 chunks (32 columns) of a row goes out as one 16-byte store per lane (chunk 4g + q).
-template <uint32_t BN, uint32_t kWaveN>
-__device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                     const float* acc) {
+// The tile's rows as BF16 into base[slot] (row stride N, slot = row_slot[row]). kRouted (RoutedBf16):
+// times the slot's top-k weight when the plan has weights, and +0.0 for the dropped segment (group
+// -1). Each group of 4 chunks (32 columns) of a row goes out as one 16-byte store per lane (chunk
+// 4g + q).
+template <uint32_t BN, uint32_t kWaveN, bool kRouted>
+__device__ __forceinline__ void store_slot_rows_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
+                                                     const float* acc, __nv_bfloat16* base) {
   static_assert(kWaveN % 32 == 0, "a wave is whole groups of 4 chunks");
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
@@ -72,9 +74,9 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
     float w = 1.0f;
     if (valid) {
       slot = __ldg(p.routed.row_slot + row);
-      if (work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
+      if (kRouted && work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
     }
-    __nv_bfloat16* dst = p.op.d + static_cast<uint64_t>(slot) * p.layout.n + work.n_block * BN;
+    __nv_bfloat16* dst = base + static_cast<uint64_t>(slot) * p.layout.n + work.n_block * BN;
 #pragma unroll
     for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
       if (wave < f.first_wave || wave > f.last_wave) continue;
@@ -85,9 +87,9 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
         for (uint32_t c = 0; c < 4; ++c) {
           const float* v = acc + wave * (kWaveN / 2) + 4 * (4 * g + c) + 2 * h;
           float v0 = v[0], v1 = v[1];
-          if (work.group < 0) {
+          if (kRouted && work.group < 0) {
             v0 = 0.0f, v1 = 0.0f;
-          } else if (p.routed.slot_weights != nullptr) {
+          } else if (kRouted && p.routed.slot_weights != nullptr) {
             v0 *= w, v1 *= w;
           }
           packed[c] = pack_bf16x2(v0, v1);
@@ -102,13 +104,22 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
   }
 }
 
-// docs/NUMERICS.md section 4 step 3, in float32.
+// RoutedBf16: d[slot] = bf16(w[slot] * acc); rows of the dropped segment (group -1) are +0.0.
+template <uint32_t BN, uint32_t kWaveN>
+__device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
+                                                     const float* acc) {
+  store_slot_rows_bf16<BN, kWaveN, true>(p, work, f, acc, p.op.d);
+}
+
+// docs/NUMERICS.md section 4 step 3, in float32, with the sigmoid from the SFU's exp2 and reciprocal
+// (`__expf`, `__fdividef`: a few ulp, inside the section's GPU bounds): the IEEE expf and division
+// made the up-projection's epilogue ~5 % of the layer at T = 4096 (bench/NOTES.md, run 67).
 __device__ __forceinline__ float gated_activation(float g, float u, const KernelParams& p, float weight) {
   if (p.swiglu.clamp > 0.0f) {
     g = fminf(g, p.swiglu.clamp);
     u = fminf(fmaxf(u, -p.swiglu.clamp), p.swiglu.clamp);
   }
-  const float s = 1.0f / (1.0f + expf(-(p.swiglu.alpha * g)));
+  const float s = __fdividef(1.0f, 1.0f + __expf(-(p.swiglu.alpha * g)));
   const float a = (g * s) * (u + p.swiglu.beta);
   return a * weight;
 }
@@ -119,12 +130,13 @@ __device__ __forceinline__ float gated_activation(float g, float u, const Kernel
 // intermediate = 64 wave + 8 (i / 2) + 2q + {0, 1}. A quad of lanes holds a row's 64 intermediates
 // of each wave it computed; in a wide tile each warpgroup computed one wave, so the row's amax is
 // completed through `exchange` (2 x 64 floats of shared memory) under named barrier `barrier`.
+// Each activation overwrites its gate accumulator (acc is dead after this tile): a separate array of
+// a row pair's 64 activations next to the 128 accumulators spilled 288 bytes (bench/NOTES.md, run 62).
 template <uint32_t kMathThreads>
 __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                    const float* acc, bool wide, float* exchange, uint32_t barrier) {
+                                                    float* acc, bool wide, float* exchange, uint32_t barrier) {
   constexpr uint32_t kWaveN = 128;
   float amax_row[2];
-  float a[2][32];
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
@@ -137,13 +149,12 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
       if (wave < f.first_wave || wave > f.last_wave) continue;
 #pragma unroll
       for (uint32_t m = 0; m < 8; ++m) {
-        const float* gate = acc + wave * (kWaveN / 2) + 4 * (2 * m) + 2 * h;
+        float* gate = acc + wave * (kWaveN / 2) + 4 * (2 * m) + 2 * h;
         const float* up = acc + wave * (kWaveN / 2) + 4 * (2 * m + 1) + 2 * h;
 #pragma unroll
         for (uint32_t b = 0; b < 2; ++b) {
-          const float v = gated_activation(gate[b], up[b], p, weight);
-          a[h][wave * 16 + m * 2 + b] = v;
-          amax = fmaxf(amax, fabsf(v));
+          gate[b] = gated_activation(gate[b], up[b], p, weight);
+          amax = fmaxf(amax, fabsf(gate[b]));
         }
       }
     }
@@ -159,9 +170,10 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
     amax_row[1] = fmaxf(amax_row[1], exchange[(1 - f.first_wave) * 64 + f.r0 + 8]);
     cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);  // exchange is reused by the next tile
   }
-  // A wave's 64 FP8 codes of a row: lane q holds the byte pairs m * 8 + 2q (m = 0..7); after
-  // pairing m = 2j, 2j + 1 into word j and a quad transpose, lane q holds bytes [16q, 16q + 16) of
-  // the row, m = 2q then m = 2q + 1, each four lanes' pairs in lane order: one 16-byte store.
+  // A wave's 64 FP8 codes of a row: lane q holds the byte pairs m * 8 + 2q (m = 0..7; pair m is in
+  // gate chunk 2m); after pairing m = 2j, 2j + 1 into word j and a quad transpose, lane q holds bytes
+  // [16q, 16q + 16) of the row, m = 2q then m = 2q + 1, each four lanes' pairs in lane order: one
+  // 16-byte store.
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
@@ -175,8 +187,9 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
       uint32_t w[4];
 #pragma unroll
       for (uint32_t j = 0; j < 4; ++j) {
-        const float* v = a[h] + wave * 16 + j * 4;
-        w[j] = uint32_t{pack_fp8x2(v[0] * inv, v[1] * inv)} | uint32_t{pack_fp8x2(v[2] * inv, v[3] * inv)} << 16;
+        const float* v0 = acc + wave * (kWaveN / 2) + 4 * (2 * (2 * j)) + 2 * h;      // m = 2j
+        const float* v1 = acc + wave * (kWaveN / 2) + 4 * (2 * (2 * j + 1)) + 2 * h;  // m = 2j + 1
+        w[j] = uint32_t{pack_fp8x2(v0[0] * inv, v0[1] * inv)} | uint32_t{pack_fp8x2(v1[0] * inv, v1[1] * inv)} << 16;
       }
       quad_transpose(w, f.q);
       if (valid) {
@@ -191,26 +204,12 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
   }
 }
 
-// CombineF32, part 1: the tile's float32 rows into z[slot]. Part 2 (combine_tile_tokens) runs after
-// a barrier of all math threads.
+// CombineF32, part 1: the tile's rows into z[slot], rounded to BF16. Part 2 (combine_tile_tokens)
+// runs after a barrier of all math threads.
 template <uint32_t BN, uint32_t kWaveN>
 __device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const TileWork& work, const Fragment& f,
                                                  const float* acc) {
-#pragma unroll
-  for (uint32_t h = 0; h < 2; ++h) {
-    const uint32_t row = work.row_begin + f.r0 + 8 * h;
-    if (row >= work.row_end) continue;
-    float* dst = p.combine.z + static_cast<uint64_t>(__ldg(p.routed.row_slot + row)) * p.layout.n + work.n_block * BN;
-#pragma unroll
-    for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
-      if (wave < f.first_wave || wave > f.last_wave) continue;
-#pragma unroll
-      for (uint32_t i = 0; i < kWaveN / 8; ++i) {
-        const float* v = acc + wave * (kWaveN / 2) + 4 * i + 2 * h;
-        *reinterpret_cast<float2*>(dst + wave * kWaveN + 8 * i + 2 * f.q) = make_float2(v[0], v[1]);
-      }
-    }
-  }
+  store_slot_rows_bf16<BN, kWaveN, false>(p, work, f, acc, p.combine.z);
 }
 
 // CombineF32, part 2, by all kMathThreads math threads: each tile row counts its (token, n-block)
@@ -242,34 +241,45 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
     }
   }
   cutlass::arch::NamedBarrier::sync(kMathThreads, barrier);
-  // (token, 4 columns) per thread; the token's slot rows are loaded 4 at a time ahead of the
-  // ordered sum (all 16 at once would spill).
+  // (token, 8 columns) per thread, one 16-byte load per slot; the token's slot rows are loaded 4 at
+  // a time ahead of the ordered sum (all 16 at once would spill).
   constexpr uint32_t kBatch = 4;
-  const uint32_t pairs = static_cast<uint32_t>(*count) * (BN / 4);
+  constexpr uint32_t kCols = 8;
+  const uint32_t pairs = static_cast<uint32_t>(*count) * (BN / kCols);
   for (uint32_t i = tid; i < pairs; i += kMathThreads) {
-    const uint32_t t = static_cast<uint32_t>(list[i / (BN / 4)]);
-    const uint32_t mask = static_cast<uint32_t>(masks[i / (BN / 4)]);
-    const uint32_t col = work.n_block * BN + (i % (BN / 4)) * 4;
-    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const uint32_t t = static_cast<uint32_t>(list[i / (BN / kCols)]);
+    const uint32_t mask = static_cast<uint32_t>(masks[i / (BN / kCols)]);
+    const uint32_t col = work.n_block * BN + (i % (BN / kCols)) * kCols;
+    float sum[kCols] = {};
 #pragma unroll 1
     for (uint32_t j0 = 0; j0 < static_cast<uint32_t>(kMaxTopK) && (mask >> j0) != 0; j0 += kBatch) {
-      float4 z[kBatch];
+      uint4 z[kBatch];
 #pragma unroll
       for (uint32_t j = 0; j < kBatch; ++j) {
         if (mask >> (j0 + j) & 1u) {
-          z[j] = __ldcg(reinterpret_cast<const float4*>(p.combine.z + (uint64_t{t} * p.routed.top_k + j0 + j) * p.layout.n + col));
+          z[j] = __ldcg(reinterpret_cast<const uint4*>(p.combine.z + (uint64_t{t} * p.routed.top_k + j0 + j) * p.layout.n + col));
         }
       }
 #pragma unroll
       for (uint32_t j = 0; j < kBatch; ++j) {
-        if (mask >> (j0 + j) & 1u) sum.x += z[j].x, sum.y += z[j].y, sum.z += z[j].z, sum.w += z[j].w;
+        if (mask >> (j0 + j) & 1u) {
+          const uint32_t words[4] = {z[j].x, z[j].y, z[j].z, z[j].w};
+#pragma unroll
+          for (uint32_t c = 0; c < kCols / 2; ++c) {
+            sum[2 * c] += __uint_as_float(words[c] << 16);             // low half: the even column
+            sum[2 * c + 1] += __uint_as_float(words[c] & 0xFFFF0000u);
+          }
+        }
       }
     }
     if (p.combine.y_f32 != nullptr) {
-      *reinterpret_cast<float4*>(p.combine.y_f32 + uint64_t{t} * p.layout.n + col) = sum;
+      float4* y = reinterpret_cast<float4*>(p.combine.y_f32 + uint64_t{t} * p.layout.n + col);
+      y[0] = make_float4(sum[0], sum[1], sum[2], sum[3]);
+      y[1] = make_float4(sum[4], sum[5], sum[6], sum[7]);
     } else {
-      *reinterpret_cast<uint2*>(p.combine.y + uint64_t{t} * p.layout.n + col) =
-          make_uint2(pack_bf16x2(sum.x, sum.y), pack_bf16x2(sum.z, sum.w));
+      *reinterpret_cast<uint4*>(p.combine.y + uint64_t{t} * p.layout.n + col) =
+          make_uint4(pack_bf16x2(sum[0], sum[1]), pack_bf16x2(sum[2], sum[3]), pack_bf16x2(sum[4], sum[5]),
+                     pack_bf16x2(sum[6], sum[7]));
     }
   }
   // The list is rewritten by the next tile.

@@ -51,7 +51,7 @@ struct SwigluParams {
 
 // GemmEpilogue::CombineF32
 struct CombineParams {
-  float* z = nullptr;                    // [slots, N] float32 per slot
+  __nv_bfloat16* z = nullptr;            // [slots, N] per slot, the accumulators rounded to BF16
   int32_t* counters = nullptr;           // [T, N / BLOCK_N] tiles done per (token, n-block), zeroed per forward
   const uint32_t* token_masks = nullptr; // [T] bit j set: slot j of the token is routed (moe_kernels.cu)
   __nv_bfloat16* y = nullptr;            // [T, N]

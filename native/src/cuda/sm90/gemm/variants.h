@@ -28,8 +28,8 @@ enum class GemmEpilogue : int32_t {
   // the top-k weight, re-quantized to FP8 with 1x128 scales, rows in grouped order (section 4,
   // steps 2-4). Needs BLOCK_N = 256: one tile is one 128-column quantization group.
   SwigluFp8 = 2,
-  // MoE down-projection: float32 rows per slot, then the last tile of each (token, n-block) sums the
-  // token's slots in slot order into BF16 y (section 4, steps 5-6).
+  // MoE down-projection: BF16 rows per slot, then the last tile of each (token, n-block) sums the
+  // token's slots in slot order, in float32, into BF16 y (section 4, steps 5-6).
   CombineF32 = 3,
 };
 
