@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   if (threadIdx.x >= kMathThreads) {
     cutlass::arch::warpgroup_reg_dealloc<Cfg::kProducerRegisters>();
     run_producer<Cfg>(tmap_a, tmap_b, p, smem, warp - Cfg::kMathWarps, lane);
-    if (splits > 1) split_k_cluster_barrier();
+    if (splits > 1) cluster_barrier();
   } else {
     cutlass::arch::warpgroup_reg_alloc<Cfg::kMathRegisters>();
     const uint32_t wg = threadIdx.x / 128;
@@ -107,15 +107,11 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     if constexpr (kEpi == GemmEpilogue::Bf16 && !kernel_can_split_k<Cfg>()) epilogue_store_drain<Cfg>();
     // A split-K cluster has one tile per CTA; should a CTA get none, it still keeps the cluster's
     // barrier count.
-    if (splits > 1 && !split_reduced) split_k_cluster_barrier();
+    if (splits > 1 && !split_reduced) cluster_barrier();
   }
   // No CTA of a cluster may exit while its peer can still multicast into it, arrive on its
   // barriers or read its split-K partial tile; every thread of the cluster reaches this point.
-  if constexpr (kMulticast > 1) {
-    cute::cluster_sync();
-  } else if (splits > 1) {
-    split_k_cluster_barrier();
-  }
+  if (kMulticast > 1 || splits > 1) cluster_barrier();
 #else
   if (blockIdx.x == 0 && threadIdx.x == 0) printf("megamoe: the SM90 GEMM kernel needs sm_90a\n");
 #endif

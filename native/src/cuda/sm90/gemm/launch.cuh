@@ -82,7 +82,7 @@ void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t 
   uint32_t cluster = kMulticast;
   if constexpr (kernel_can_split_k<Cfg>()) {
     const uint32_t splits = p.layout.k_splits;
-    if (splits < 2 || splits > kGemmMaxKSplits || (BN / 8) % splits != 0 || tiles * splits > INT32_MAX) {
+    if (!gemm_split_allowed(BM, BN, splits) || tiles * splits > INT32_MAX) {
       fail(MEGAMOE_ERROR_INTERNAL, "split-K of ", splits, " is not available for GEMM tile ", BM, "x", BN);
     }
     grid = tiles * splits;

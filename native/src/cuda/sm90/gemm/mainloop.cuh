@@ -14,9 +14,20 @@
 
 namespace megamoe::cuda::sm90 {
 
-// Which rows and N-waves a math thread computes for the current tile. run_mainloop_rows derives the
-// operand row base and the waves again from the warpgroup index and `wide` (for the uniform
-// datapath); the two derivations must agree.
+// The share of a tile that math warpgroup wg computes: in a wide tile both warpgroups take the tile's
+// 64 rows and one N-wave each, otherwise warpgroup wg the rows [64 wg, 64 wg + 64) and every wave.
+struct WarpgroupShare {
+  uint32_t a_row_base;  // first tile row of the warpgroup's A operand
+  uint32_t first_wave;  // N-waves [first_wave, last_wave]
+  uint32_t last_wave;
+};
+template <uint32_t kNWaves>
+__device__ __forceinline__ WarpgroupShare warpgroup_share(uint32_t wg, bool wide) {
+  return wide ? WarpgroupShare{0, wg, wg} : WarpgroupShare{wg * 64, 0, kNWaves - 1};
+}
+
+// Which rows and N-waves a math thread computes for the current tile (its warpgroup_share, which
+// run_mainloop_rows derives again from a compile-time `wide` for the uniform datapath).
 struct MathTile {
   int32_t group;        // B group (expert); -1: the tile is written as zeros, no MMA
   bool wg_active;       // this warpgroup's rows hold at least one row of the tile's segment
@@ -24,7 +35,6 @@ struct MathTile {
   uint32_t r0;          // tile-local row of acc[.. + {0, 1}]; r0 + 8 holds acc[.. + {2, 3}]
   uint32_t first_wave;  // N-waves [first_wave, last_wave] are this warpgroup's
   uint32_t last_wave;
-  uint32_t a_row_base;  // first tile row of this warpgroup's A operand
 };
 
 // Warp-collective (contiguous layouts read m_indices with every lane).
@@ -35,10 +45,10 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
   t.group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
   // Warp-uniform through lane 0 like the group: run_mainloop branches on it.
   t.wide = Cfg::kCanWiden && __shfl_sync(0xFFFFFFFFu, work.block_rows < Cfg::kBlockM ? 1 : 0, 0) != 0;
-  t.a_row_base = t.wide ? 0 : wg * 64;
-  t.r0 = t.a_row_base + (warp % 4) * 16 + lane / 4;
-  t.first_wave = t.wide ? wg : 0;
-  t.last_wave = t.wide ? wg : Cfg::kNWaves - 1;
+  const WarpgroupShare share = warpgroup_share<Cfg::kNWaves>(wg, t.wide);
+  t.r0 = share.a_row_base + (warp % 4) * 16 + lane / 4;
+  t.first_wave = share.first_wave;
+  t.last_wave = share.last_wave;
   if constexpr (Cfg::kKind == GemmKind::Contiguous) {
     int32_t wg_group;
     contiguous_tile_groups<Cfg::kBlockM>(static_cast<const int32_t*>(p.layout.groups_data), p.layout.rows,
@@ -48,7 +58,7 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
     // Broadcast from lane 0 so that ptxas sees a warp-uniform branch around the wgmma chains:
     // measured 3 % faster on dense and 7 % on masked shapes (bench/NOTES.md, run 30); branches it
     // cannot prove uniform can make it serialize every wgmma (warning C7518, runs 25 and 29).
-    t.wg_active = __shfl_sync(0xFFFFFFFFu, work.row_begin + t.a_row_base < work.row_end ? 1 : 0, 0) != 0;
+    t.wg_active = __shfl_sync(0xFFFFFFFFu, work.row_begin + share.a_row_base < work.row_end ? 1 : 0, 0) != 0;
   }
   return t;
 }
@@ -62,11 +72,11 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
                                                   PipelineState<Cfg::kStages>& pipe, const MathTile& t,
                                                   float (&accum)[Cfg::kBlockN / 2]) {
   constexpr uint32_t kWaveN = Cfg::kWaveN, kNWaves = Cfg::kNWaves;
-  const uint32_t wg = threadIdx.x / 128;
-  const uint32_t first_wave = kWide ? wg : 0;
-  const uint32_t last_wave = kWide ? wg : kNWaves - 1;
+  const WarpgroupShare share = warpgroup_share<kNWaves>(threadIdx.x / 128, kWide);
+  const uint32_t first_wave = share.first_wave;
+  const uint32_t last_wave = share.last_wave;
   const IndexRange k_blocks = cta_k_blocks<Cfg>(p);
-  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + (kWide ? 0u : wg * 64) * kGemmBlockK;
+  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + share.a_row_base * kGemmBlockK;
   const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.b));
   const uint32_t r1 = t.r0 + 8;
   for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {

@@ -89,8 +89,8 @@ __device__ __forceinline__ void split_k_sum_store(const KernelParams& p, const T
 
 // Math threads, after the mainloop of the CTA's only tile: the cluster's sum of the tile, stored
 // as BF16 (each rank its column slice; this replaces the BF16 epilogue). Every thread of every CTA
-// of the cluster passes one cluster barrier here or in split_k_cluster_barrier, and one more
-// before it exits.
+// of the cluster passes one cluster barrier here or in cluster_barrier, and one more before it
+// exits.
 template <class Cfg>
 __device__ __forceinline__ void split_k_reduce_store(const KernelParams& p, const TileWork& work,
                                                      const SharedStorage<Cfg>& smem,
@@ -121,13 +121,13 @@ __device__ __forceinline__ void split_k_reduce_store(const KernelParams& p, cons
   }
 }
 
-// A whole-cluster barrier (barrier.cluster counts every thread of the cluster): the producer
-// warpgroup's side of split_k_reduce's barrier, and the last one of every thread, so that no CTA
-// exits while a peer may still read its partial tile.
-__device__ __forceinline__ void split_k_cluster_barrier() {
+// A whole-cluster barrier (barrier.cluster counts every thread of the cluster; its .aligned form
+// wants the warp converged): the producer warpgroup's side of split_k_reduce's barrier, and the last
+// one of every thread of a cluster launch, so that no CTA exits while a peer may still read its
+// partial tile or multicast into it.
+__device__ __forceinline__ void cluster_barrier() {
   __syncwarp();
-  cute::cluster_arrive();
-  cute::cluster_wait();
+  cute::cluster_sync();
 }
 
 }  // namespace megamoe::cuda::sm90
