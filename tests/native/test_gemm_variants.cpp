@@ -151,8 +151,15 @@ TEST(GemmHeuristics, RoutedRules) {
     EXPECT_EQ(v.block_m, 128u);
     EXPECT_EQ(v.multicast, 1u);
   }
+  // The MoE combine takes 256 columns even where the model picks 128 (a decode batch), unless forced.
+  r.epilogue = GemmEpilogue::CombineF32, r.n = 7168, r.rows = 8, r.k = 2048;
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 256u);
+  r.epilogue = GemmEpilogue::RoutedBf16;
+  EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 128u) << "the decode case must be one the model gives 128";
+  r.epilogue = GemmEpilogue::CombineF32;
+  EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x128"))).block_n, 128u);
   // A forced plain tile steers the routed width as the model's choice would.
-  r.epilogue = GemmEpilogue::RoutedBf16, r.n = 4096;
+  r.epilogue = GemmEpilogue::RoutedBf16, r.n = 4096, r.rows = 128 * 8, r.k = 7168;
   EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x128x1"))).block_n, 128u);
   EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x256"))).block_n, 256u);
 }

@@ -267,9 +267,13 @@ inline GemmChoice choose_gemm(const GemmRequest& r, const GemmTileOverride& forc
   // Routed: the epilogue's variants (128-row tiles, no multicast). The model compares the plain
   // tiles as an offsets layout with the slots spread evenly; 256 columns win where it picks 256,
   // where expert specialization needs the two N-waves of a wide tile, or where the epilogue has no
-  // narrower variant (SwiGLU: one 128-column quantization group per tile).
+  // narrower variant (SwiGLU: one 128-column quantization group per tile). The MoE combine always
+  // takes 256 unless a tile is forced: each tile's counters and token sums cover twice the columns,
+  // and the layer measured never slower with them, 2.5-4 % faster at T <= 16 where the model picks
+  // 128 columns (bench/NOTES.md, run 71).
   problem.kind = GemmKind::Offsets;
-  const bool prefer_wide = choose_gemm_tile(problem, forced).block_n >= 256 || r.expert_specialization;
+  const bool prefer_wide = choose_gemm_tile(problem, forced).block_n >= 256 || r.expert_specialization ||
+                           (r.epilogue == GemmEpilogue::CombineF32 && !forced.active());
   int wide = -1, narrow = -1;
   for (size_t i = 0; i < kNumGemmVariants; ++i) {
     const GemmVariant& v = kGemmVariants[i];
