@@ -131,7 +131,7 @@ __device__ __forceinline__ float gated_activation(float g, float u, const Kernel
 // of each wave it computed; in a wide tile each warpgroup computed one wave, so the row's amax is
 // completed through `exchange` (2 x 64 floats of shared memory) under named barrier `barrier`.
 // Each activation overwrites its gate accumulator (acc is dead after this tile): a separate array of
-// a row pair's 64 activations next to the 128 accumulators spilled 288 bytes (bench/NOTES.md, run 62).
+// a row pair's 64 activations next to the 128 accumulators spilled 288 bytes (bench/NOTES.md, runs 62, 67).
 template <uint32_t kMathThreads>
 __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const TileWork& work, const Fragment& f,
                                                     float* acc, bool wide, float* exchange, uint32_t barrier) {
