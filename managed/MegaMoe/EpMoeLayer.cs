@@ -16,7 +16,7 @@ public readonly record struct EpTimings(double DispatchMilliseconds, double Comp
 /// The MoE layer over the ranks of an expert-parallel group (docs/EP.md): each rank holds its experts' weights; a
 /// forward quantizes this rank's tokens, sends them to the ranks owning their experts, computes the tokens it
 /// received with its experts and combines the results in a fixed order. The output equals <see cref="MoeLayer"/> over
-/// all experts up to the order in which a token's float32 slot results are added (bitwise for one rank). Creation and
+/// all experts up to the order in which a token's slot results are added in float32 (bitwise for one rank). Creation and
 /// <see cref="Forward"/> are collective: every rank calls them, in the same order.
 /// </summary>
 public sealed class EpMoeLayer : IDisposable

@@ -491,7 +491,7 @@ MEGAMOE_API megamoe_status_t megamoe_ep_combine(megamoe_ep_dispatcher_t dispatch
 
 /* The MoE layer over all ranks: quantize -> dispatch -> this rank's experts (the layer of section 8)
  * on the received tokens -> combine. y equals the single-GPU layer over all E experts up to the order
- * in which a token's float32 slot results are added (bitwise equal for W = 1), deterministic. */
+ * in which a token's slot results are added in float32 (bitwise equal for W = 1), deterministic. */
 typedef struct megamoe_ep_layer* megamoe_ep_layer_t;
 
 /* Weights of this rank's experts only, as megamoe_moe_layer_create takes them: w13 [E_local, 2I, H],

@@ -54,7 +54,7 @@ struct MoeForwardArgs {
   std::optional<Tensor> x_scales;  // present iff x is FP8
   Tensor topk_idx;
   Tensor topk_weights;
-  // BF16 (the C ABI), or FP32: the float32 sum over the token's slots before its one rounding, which
+  // BF16 (the C ABI), or FP32: the float32 sum over the token's slot rows before its rounding, which
   // expert parallelism adds up across ranks (docs/EP.md). Only backends that pass
   // check_expert_parallel() are given FP32.
   Tensor y;

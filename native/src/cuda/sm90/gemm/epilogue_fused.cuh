@@ -112,8 +112,8 @@ __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, cons
 }
 
 // docs/NUMERICS.md section 4 step 3, in float32, with the sigmoid from the SFU's exp2 and reciprocal
-// (`__expf`, `__fdividef`: a few ulp, inside the section's GPU bounds): the IEEE expf and division
-// made the up-projection's epilogue ~5 % of the layer at T = 4096 (bench/NOTES.md, run 67).
+// (`__expf`, `__fdividef`: within the section's GPU bounds): the IEEE expf and division cost the
+// layer 3-5 % at T = 4096 (bench/NOTES.md, runs 67 and 69).
 __device__ __forceinline__ float gated_activation(float g, float u, const KernelParams& p, float weight) {
   if (p.swiglu.clamp > 0.0f) {
     g = fminf(g, p.swiglu.clamp);

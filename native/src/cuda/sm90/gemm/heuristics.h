@@ -269,8 +269,8 @@ inline GemmChoice choose_gemm(const GemmRequest& r, const GemmTileOverride& forc
   // where expert specialization needs the two N-waves of a wide tile, or where the epilogue has no
   // narrower variant (SwiGLU: one 128-column quantization group per tile). The MoE combine always
   // takes 256 unless a tile is forced: each tile's counters and token sums cover twice the columns,
-  // and the layer measured never slower with them, 2.5-4 % faster at T <= 16 where the model picks
-  // 128 columns (bench/NOTES.md, run 71).
+  // and the layer measured no slower with them (within the spread of identical runs), 2.5-4.5 %
+  // faster at T <= 16 where the model picks 128 columns (bench/NOTES.md, run 71).
   problem.kind = GemmKind::Offsets;
   const bool prefer_wide = choose_gemm_tile(problem, forced).block_n >= 256 || r.expert_specialization ||
                            (r.epilogue == GemmEpilogue::CombineF32 && !forced.active());
