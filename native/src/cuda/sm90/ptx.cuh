@@ -62,6 +62,12 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
   return desc.desc_;
 }
 
+// Byte offset of 16-byte chunk `chunk` of row `row` in such a tile: the 128B swizzle XORs the chunk
+// index with the row's place in its 8-row group (what TMA writes, for rows written by hand).
+__device__ __forceinline__ uint32_t swizzle128_offset(uint32_t row, uint32_t chunk) {
+  return row * 128u + ((chunk ^ (row % 8u)) << 4);
+}
+
 // Orders this thread's shared-memory accesses through the generic proxy (cp.async, st.shared)
 // against those of the async proxy (wgmma operand reads, TMA stores), in either direction: generic
 // writes before async reads (gathered A rows), async reads before generic overwrites (split-K scratch).

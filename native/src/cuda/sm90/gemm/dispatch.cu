@@ -64,7 +64,7 @@ void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream)
     fail(MEGAMOE_ERROR_UNSUPPORTED, "the CUDA GEMMs support K <= ", kGemmMaxKBlocks * kGemmBlockK, " (got ", l.k, ")");
   }
   const GemmChoice choice = choose_variant(args, limits);
-  const int index = choice.variant;
+  int index = choice.variant;
   if (index < 0) {
     fail(MEGAMOE_ERROR_INTERNAL, "no GEMM variant instantiated for layout ", static_cast<int>(args.kind), ", epilogue ",
          static_cast<int>(args.epilogue), ", N = ", l.n, ", K = ", l.k);
@@ -73,16 +73,10 @@ void gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream)
   // A multicast cluster needs two SMs and an even tile count; the heuristics checked the latter,
   // re-check both: a bad choice would hang.
   if (v.multicast > 1 && (!gemm_multicast_allowed(l.n, v.block_n, v.multicast) || limits.num_sms < 2)) {
-    const int single = gemm_variant_index({v.kind, v.epilogue, v.block_m, v.block_n, 1});
-    if (single < 0) fail(MEGAMOE_ERROR_INTERNAL, "no single-CTA GEMM variant for tile ", v.block_m, "x", v.block_n);
-    return kLaunchers[static_cast<size_t>(single)](args, limits, stream);
+    index = gemm_variant_index({v.kind, v.epilogue, v.block_m, v.block_n, 1});
+    if (index < 0) fail(MEGAMOE_ERROR_INTERNAL, "no single-CTA GEMM variant for tile ", v.block_m, "x", v.block_n);
   }
-  if (choice.k_splits > 1) {
-    GemmArgs split = args;
-    split.params.layout.k_splits = choice.k_splits;
-    return kLaunchers[static_cast<size_t>(index)](split, limits, stream);
-  }
-  kLaunchers[static_cast<size_t>(index)](args, limits, stream);
+  kLaunchers[static_cast<size_t>(index)](args, choice.k_splits, limits, stream);
 }
 
 }  // namespace megamoe::cuda::sm90

@@ -37,9 +37,7 @@ inline int64_t gemm_split_max_clusters(int32_t num_sms, uint32_t splits) {
 // fit the pipeline stages it reuses.
 inline bool gemm_split_allowed(uint32_t block_m, uint32_t block_n, uint32_t splits) {
   if (splits < 2 || splits > kGemmMaxKSplits || (splits & (splits - 1)) != 0) return false;
-  if ((block_n / 8) % splits != 0) return false;
-  const uint64_t scratch = uint64_t{block_m} * block_n * 4;
-  return scratch <= uint64_t{gemm_num_stages(block_m, block_n, true)} * (block_m + block_n) * kGemmBlockK;
+  return (block_n / 8) % splits == 0 && gemm_split_scratch_fits(block_m, block_n);
 }
 
 // Multicast pairs two CTAs on neighbouring n-blocks of one m-block: it needs an even number of

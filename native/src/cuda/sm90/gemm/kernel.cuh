@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
       float accum[BN / 2];
       run_mainloop<Cfg>(p, smem, pipe, t, accum);
       if constexpr (kernel_can_split_k<Cfg>()) {
-        split_k_reduce_store<Cfg>(p, work, smem, accum, splits);
+        split_k_reduce_store<Cfg>(p, work, smem, accum, t.r0, splits);
         split_reduced = true;
       } else if constexpr (kEpi == GemmEpilogue::Bf16) {
         epilogue_store_bf16<Cfg>(tmap_d, p, work, t, accum, smem, warp, lane);

@@ -19,10 +19,11 @@
 
 namespace megamoe::cuda::sm90 {
 
-// What the kernel reads: the caller's structs plus what depends on the variant and the device.
+// What the kernel reads: the caller's structs plus what depends on the variant, the choice and the device.
 template <class Cfg>
-KernelParams make_kernel_params(const GemmArgs& args, const DeviceLimits& limits) {
+KernelParams make_kernel_params(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& limits) {
   KernelParams p = args.params;
+  p.layout.k_splits = k_splits;
   p.layout.band = swizzle_band(Cfg::kBlockM, Cfg::kBlockN, static_cast<uint32_t>(limits.num_sms));
   p.routed.narrow_m = Cfg::kCanWiden && args.expert_specialization ? Cfg::kBlockM / 2 : 0;
   return p;
@@ -45,7 +46,7 @@ uint64_t max_tiles(const KernelParams& p) {
 }
 
 template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast, GemmEpilogue kEpi>
-void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream) {
+void launch_gemm(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& limits, cudaStream_t stream) {
   using Cfg = GemmConfig<kKind, BM, BN, kMulticast, kEpi>;
   // cudaFuncSetAttribute once per (variant, device).
   static std::atomic<uint64_t> smem_attribute_set{0};
@@ -55,7 +56,7 @@ void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t 
           "cudaFuncSetAttribute(gemm_kernel)");
   });
 
-  const KernelParams p = make_kernel_params<Cfg>(args, limits);
+  const KernelParams p = make_kernel_params<Cfg>(args, k_splits, limits);
   const uint64_t tiles = max_tiles<Cfg>(p);
   if (tiles == 0) return;
   const uint64_t k = p.layout.k, n = p.layout.n, rows = p.layout.rows;
@@ -113,10 +114,10 @@ void launch_gemm(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t 
 }
 
 template <size_t kIndex>
-void launch_variant(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream) {
+void launch_variant(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& limits, cudaStream_t stream) {
   if constexpr (kIndex < kNumGemmVariants) {
     constexpr GemmVariant v = kGemmVariants[kIndex];
-    launch_gemm<v.kind, v.block_m, v.block_n, v.multicast, v.epilogue>(args, limits, stream);
+    launch_gemm<v.kind, v.block_m, v.block_n, v.multicast, v.epilogue>(args, k_splits, limits, stream);
   }
 }
 
@@ -125,7 +126,7 @@ void launch_variant(const GemmArgs& args, const DeviceLimits& limits, cudaStream
 // Explicit instantiations of shard `shard` of `shards`, inside namespace megamoe::cuda::sm90: the
 // variants shard, shard + shards, ... (kGemmShardCapacity of launcher.h per shard).
 #define MEGAMOE_SM90_GEMM_VARIANT(I) \
-  template void launch_variant<(I)>(const GemmArgs&, const DeviceLimits&, cudaStream_t);
+  template void launch_variant<(I)>(const GemmArgs&, uint32_t, const DeviceLimits&, cudaStream_t);
 #define MEGAMOE_SM90_GEMM_SHARD(shard, shards)                                                               \
   MEGAMOE_SM90_GEMM_VARIANT((shard) + 0 * (shards)) MEGAMOE_SM90_GEMM_VARIANT((shard) + 1 * (shards))       \
   MEGAMOE_SM90_GEMM_VARIANT((shard) + 2 * (shards)) MEGAMOE_SM90_GEMM_VARIANT((shard) + 3 * (shards))       \

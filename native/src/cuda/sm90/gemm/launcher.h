@@ -12,10 +12,11 @@
 
 namespace megamoe::cuda::sm90 {
 
-using GemmLauncher = void (*)(const GemmArgs&, const DeviceLimits&, cudaStream_t);
+// k_splits: CTAs per tile of a GemmKind::SplitK variant (the choice's; 1 for every other variant).
+using GemmLauncher = void (*)(const GemmArgs&, uint32_t k_splits, const DeviceLimits&, cudaStream_t);
 
 template <size_t kIndex>
-void launch_variant(const GemmArgs& args, const DeviceLimits& limits, cudaStream_t stream);
+void launch_variant(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& limits, cudaStream_t stream);
 
 // Variants each shard instantiates at most (launch.cuh's MEGAMOE_SM90_GEMM_SHARD lists 8).
 constexpr size_t kGemmShardCapacity = 8;

@@ -26,7 +26,8 @@ struct GemmLayout {
   uint32_t k = 0;
   uint32_t groups = 1;
   uint32_t band = 0;                  // L2 swizzle band (schedule.h swizzle_band), set at launch
-  uint32_t k_splits = 1;              // SplitK layout: CTAs (one cluster) per tile, each a slice of K (schedule.h split_k_range)
+  uint32_t k_splits = 1;              // SplitK layout: CTAs (one cluster) per tile, each a slice of K (schedule.h
+                                      // split_k_range); set at launch from the variant choice
 };
 
 // Routed layouts (GemmKind::Routed): rows are the slots of a batch grouped by expert on the device.

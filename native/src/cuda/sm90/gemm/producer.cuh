@@ -42,15 +42,15 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
   const uint32_t sfb_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.sfb));
   const uint32_t full_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.full));
   int32_t* my_rows = smem.rows + producer_warp * 32;
-  // Gathering: lane copies 16-byte chunk lane % 8 of this warp's rows r_j = lane / 8 + 4j (j < 8):
-  // each warp instruction reads 4 whole 128-byte rows and writes them conflict-free. The 128B
-  // swizzle puts the chunk at (chunk ^ (r_j % 8)) and r_j % 8 = lane / 8 + 4 (j % 2): two bases.
+  // Gathering: lane copies 16-byte chunk lane % 8 of this warp's rows r_j = row0 + 4j (j < 8): each
+  // warp instruction reads 4 whole 128-byte rows and writes them conflict-free. Rows of even j share
+  // row0's place in the 8-row swizzle group and rows of odd j row0 + 4's, so two swizzled bases serve
+  // all eight (one address per row and stage: see above).
   const uint32_t chunk = lane % 8;
   const uint32_t row0 = producer_warp * 32 + lane / 8;
-  const uint32_t a_dst_even =
-      static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + row0 * 128 + ((chunk ^ (lane / 8)) << 4);
-  const uint32_t a_dst_odd =
-      static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + row0 * 128 + ((chunk ^ (lane / 8 + 4)) << 4);
+  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a));
+  const uint32_t a_dst_even = a_base + swizzle128_offset(row0, chunk);
+  const uint32_t a_dst_odd = a_base + swizzle128_offset(row0 + 4, chunk);
 
   TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
   PipelineState<Cfg::kStages> pipe;
@@ -129,7 +129,7 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
 #pragma unroll
         for (uint32_t j = 0; j < 8; ++j) {
           if (row_bits >> j & 1u) {
-            cp_async_16((j % 2 == 0 ? a_dst_even : a_dst_odd) + stage * kBytesA + j * 512,
+            cp_async_16((j % 2 == 0 ? a_dst_even + j * 512 : a_dst_odd + (j - 1) * 512) + stage * kBytesA,
                         src_kb + static_cast<uint64_t>(tokens[j]) * p.layout.k, 16u);
           }
         }

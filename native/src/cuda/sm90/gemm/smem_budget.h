@@ -39,6 +39,12 @@ constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n, bool tma_
                           gemm_smem_stage_bytes(block_m, block_n);
   return stages > kGemmMaxStages ? kGemmMaxStages : stages;
 }
+// A split-K CTA keeps its float32 partial tile in the pipeline stages it is done with (split_k.cuh);
+// the SplitK variants store through the BF16 epilogue's D tile, hence tma_store.
+constexpr bool gemm_split_scratch_fits(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
+  return uint64_t{block_m} * block_n * 4 <=
+         uint64_t{gemm_num_stages(block_m, block_n, tma_store)} * (block_m + block_n) * kGemmBlockK;
+}
 constexpr uint32_t gemm_smem_bytes(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
   return gemm_smem_fixed_bytes(block_m, block_n, tma_store) +
          gemm_num_stages(block_m, block_n, tma_store) * gemm_smem_stage_bytes(block_m, block_n);

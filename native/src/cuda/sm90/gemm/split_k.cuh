@@ -41,26 +41,17 @@ __device__ __forceinline__ IndexRange cta_k_blocks(const KernelParams& p) {
   return {0, num_kb};
 }
 
-// The partial tile of one CTA in its own shared memory: float4 i of math thread t at [i][t] (so a
-// warp's accesses are contiguous). It reuses the pipeline stages, free once every math thread is
-// past its last wgmma: a split-K CTA has one tile, so the producer loads nothing more.
-template <class Cfg>
-constexpr bool split_k_scratch_fits() {
-  return Cfg::kMathThreads * (Cfg::kBlockN / 2) * 4 <= Cfg::kStages * (Cfg::kBytesA + Cfg::kBytesB);
-}
-
 // Rank `rank` sums its chunks (schedule.h split_k_owned_chunks) of every thread's fragment over the
 // cluster, in rank order, and stores them as BF16. All of a thread's remote loads are issued before
 // the first add (bench/NOTES.md run 48: ~1 us faster than one load at a time).
 template <class Cfg, uint32_t kSplits>
-__device__ __forceinline__ void split_k_sum_store(const KernelParams& p, const TileWork& work, uint32_t scratch,
-                                                  uint32_t rank) {
+__device__ __forceinline__ void split_k_sum_store(const KernelParams& p, const TileWork& work, uint32_t r0,
+                                                  uint32_t scratch, uint32_t rank) {
   constexpr uint32_t kThreads = Cfg::kMathThreads;
   constexpr uint32_t kOwned = Cfg::kBlockN / 8 / kSplits;
   const uint32_t tid = threadIdx.x;
-  // The fragment of math thread tid (mainloop.cuh MathTile, tiles split by rows): rows r0 and r0 + 8,
+  // Every rank's thread tid holds the same fragment (mainloop.cuh MathTile): rows r0 and r0 + 8,
   // columns 8 i + 2 (tid % 4) + {0, 1} of chunk i.
-  const uint32_t r0 = (tid / 128) * 64 + (tid / 32 % 4) * 16 + tid % 32 / 4;
   const IndexRange owned = split_k_owned_chunks(Cfg::kBlockN, rank, kSplits);  // kOwned chunks
   float4 v[kOwned][kSplits];
 #pragma unroll
@@ -87,20 +78,25 @@ __device__ __forceinline__ void split_k_sum_store(const KernelParams& p, const T
   }
 }
 
-// Math threads, after the mainloop of the CTA's only tile: the cluster's sum of the tile, stored
-// as BF16 (each rank its column slice; this replaces the BF16 epilogue). Every thread of every CTA
+// Math threads, after the mainloop of the CTA's only tile (r0: the thread's fragment row,
+// MathTile::r0): the cluster's sum of the tile, stored as BF16 (each rank its column slice; this
+// replaces the BF16 epilogue). Every thread of every CTA
 // of the cluster passes one cluster barrier here or in cluster_barrier, and one more before it
 // exits.
 template <class Cfg>
 __device__ __forceinline__ void split_k_reduce_store(const KernelParams& p, const TileWork& work,
                                                      const SharedStorage<Cfg>& smem,
-                                                     const float (&accum)[Cfg::kBlockN / 2], uint32_t splits) {
-  static_assert(split_k_scratch_fits<Cfg>(), "the split-K partial tile must fit the pipeline stages");
+                                                     const float (&accum)[Cfg::kBlockN / 2], uint32_t r0,
+                                                     uint32_t splits) {
+  static_assert(gemm_split_scratch_fits(Cfg::kBlockM, Cfg::kBlockN, Cfg::kTmaStore),
+                "the split-K partial tile must fit the pipeline stages");
   constexpr uint32_t kChunks = Cfg::kBlockN / 8;  // float4 per thread
   constexpr uint32_t kThreads = Cfg::kMathThreads;
   // Both warpgroups' wgmma reads of the stages are complete before any thread overwrites them.
   cutlass::arch::NamedBarrier::sync(kThreads, Cfg::kEpilogueBarrier);
   fence_view_async_shared();
+  // The partial tile, float4 i of math thread t at [i][t] (a warp's accesses contiguous), in the
+  // stages: a split-K CTA has one tile, so the producer loads nothing more.
   float4* scratch = reinterpret_cast<float4*>(smem.a);
 #pragma unroll
   for (uint32_t i = 0; i < kChunks; ++i) {
@@ -113,11 +109,11 @@ __device__ __forceinline__ void split_k_reduce_store(const KernelParams& p, cons
   const uint32_t local = static_cast<uint32_t>(__cvta_generic_to_shared(scratch));
   const uint32_t rank = blockIdx.x % splits;
   if (splits == 2) {
-    split_k_sum_store<Cfg, 2>(p, work, local, rank);
+    split_k_sum_store<Cfg, 2>(p, work, r0, local, rank);
   } else if (splits == 4) {
-    if constexpr (kChunks % 4 == 0) split_k_sum_store<Cfg, 4>(p, work, local, rank);
+    if constexpr (kChunks % 4 == 0) split_k_sum_store<Cfg, 4>(p, work, r0, local, rank);
   } else {
-    if constexpr (kChunks % 8 == 0) split_k_sum_store<Cfg, 8>(p, work, local, rank);
+    if constexpr (kChunks % 8 == 0) split_k_sum_store<Cfg, 8>(p, work, r0, local, rank);
   }
 }
 
