@@ -80,9 +80,8 @@ __device__ __forceinline__ void split_k_sum_store(const KernelParams& p, const T
 
 // Math threads, after the mainloop of the CTA's only tile (r0: the thread's fragment row,
 // MathTile::r0): the cluster's sum of the tile, stored as BF16 (each rank its column slice; this
-// replaces the BF16 epilogue). Every thread of every CTA
-// of the cluster passes one cluster barrier here or in cluster_barrier, and one more before it
-// exits.
+// replaces the BF16 epilogue). Every thread of every CTA of the cluster passes one cluster barrier
+// here or in cluster_barrier, and one more before it exits.
 template <class Cfg>
 __device__ __forceinline__ void split_k_reduce_store(const KernelParams& p, const TileWork& work,
                                                      const SharedStorage<Cfg>& smem,
