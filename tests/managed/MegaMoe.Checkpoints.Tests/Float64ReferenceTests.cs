@@ -116,6 +116,14 @@ public sealed class Float64ReferenceTests
             .Should().Throw<ArgumentException>().WithParameterName("y").WithMessage("y holds 2 values; expected 3, the length of x.*");
     }
 
+    [TestCase(7168, 2048, 3e-3, TestName = "DeepSeek-V3 gets the tight bound")]
+    [TestCase(2048, 1024, 3e-3, TestName = "The smallest layer with the tight bound")]
+    [TestCase(4096, 768, 5e-3, TestName = "A narrow intermediate gets the loose bound")]
+    [TestCase(1024, 2048, 5e-3, TestName = "A narrow hidden gets the loose bound")]
+    [TestCase(128, 128, 5e-3, TestName = "The smallest layer")]
+    public void TheBoundIsLooserOnlyForSmallLayers(long hidden, long intermediate, double bound) =>
+        Float64Reference.Bound(hidden, intermediate).Should().Be(bound);
+
     // H = I = 128 (one scale block per projection); every FP8 code is 1.0 (0x38).
     private sealed class UniformExperts((double Gate, double Up, double Down)[] scales) : IExpertWeights
     {

@@ -151,7 +151,7 @@ void expect_within_f64_bound(const MoeProblem& p, const MoeBatch& b, const uint1
   }
   if (norm > 0.0) {
     const double diff = cos_diff(got, f64);
-    EXPECT_LE(diff, kMoeF64Bound) << "float64 of the unquantized math";
+    EXPECT_LE(diff, moe_f64_bound(H, p.cfg.I)) << "float64 of the unquantized math";
     if (std::getenv("MEGAMOE_TEST_VERBOSE")) std::printf("[diff] %.3g\n", diff);
   }
   for (int64_t t = 0; t < T; ++t) {

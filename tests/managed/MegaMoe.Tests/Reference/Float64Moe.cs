@@ -6,7 +6,7 @@ namespace MegaMoe.Tests.Reference;
 
 /// <summary>
 /// The MoE layer's math in float64 on the dequantized weights, without quantizing x or the activation: the "true"
-/// result that the FP8 layer approximates (docs/NUMERICS.md: difference at most 3e-3). Computed by
+/// result that the FP8 layer approximates (docs/NUMERICS.md: difference at most Float64Reference.Bound). Computed by
 /// <see cref="Float64Reference"/>, the oracle the megamoe CLI checks against too.
 /// </summary>
 public static class Float64Moe
