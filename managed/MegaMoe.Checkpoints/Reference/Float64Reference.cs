@@ -6,9 +6,10 @@ namespace MegaMoe.Checkpoints.Reference;
 
 /// <summary>
 /// The layer's math (docs/NUMERICS.md section 4) in float64 on the dequantized FP8 weights, with x and the activation
-/// left unquantized: the result the FP8 layer approximates, within <see cref="Bound"/> in <see cref="Difference"/>. It shares no code
-/// with the native library, so it is the oracle of the CLI's checks and of the tests. Only the experts that tokens were
-/// routed to are computed, one at a time, each read from its source, so memory stays at one expert's weights.
+/// left unquantized: the result the FP8 layer approximates, within <see cref="Bound"/> in <see cref="Difference"/>. It
+/// shares no code with the native library, so it is the oracle of the CLI's checks and of the tests. Only the experts
+/// that tokens were routed to are computed, one at a time, each read from its source, so memory stays at one expert's
+/// weights.
 /// </summary>
 public static class Float64Reference
 {
