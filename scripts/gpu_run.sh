@@ -105,7 +105,8 @@ if want baseline; then
       for name in "${VARIANTS[@]}"; do : >"$(variant_dir "$name").log"; done
       [ -n "${GPU_RUN_BASELINE_DIR:-}" ] && variant_build baseline "$GPU_RUN_BASELINE_DIR"
       for patch in ${GPU_RUN_AB_PATCHES:-}; do
-        name=$(basename "$patch" .patch) src=${TMPDIR:-/tmp}/megamoe-variant-$(basename "$patch" .patch)
+        name=$(basename "$patch" .patch)
+        src=${TMPDIR:-/tmp}/megamoe-variant-$name
         log=$(variant_dir "$name").log
         if [ ! -f "$patch" ]; then
           echo "patch $patch: no such file" >>"$log"
