@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/formats.h"
+#include "cuda/bf16_unpack.cuh"
 
 namespace megamoe::cuda {
 
@@ -19,13 +20,7 @@ template <>
 struct Vec<__nv_bfloat16> {
   static constexpr int W = 8;
   __device__ __forceinline__ static void load(const __nv_bfloat16* p, float* v) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      v[2 * i] = __uint_as_float(w[i] << 16);
-      v[2 * i + 1] = __uint_as_float(w[i] & 0xFFFF0000u);
-    }
+    unpack_bf16x8(__ldg(reinterpret_cast<const uint4*>(p)), v);
   }
 };
 template <>

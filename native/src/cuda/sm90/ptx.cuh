@@ -51,15 +51,20 @@ __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_grou
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 
 // K-major operand tile of `rows` x 128 bytes, 128B-swizzled: 8-row core groups 1024 bytes apart
-// (SBO), leading offset unused.
-__device__ __forceinline__ uint64_t smem_desc(uint32_t smem_addr) {
+// (SBO), leading offset unused. Tiles differ only in the start address (16-byte units, the low
+// word), so a loop takes smem_desc_start once and adds whole offsets to it: rebuilt from a
+// shared-memory pointer on every K block, the A descriptors were computed in vector registers and
+// moved to uniform ones before each wgmma (bench/NOTES.md, run 83). Shared memory ends below
+// 256 KB, so the 14-bit field never carries into the high word.
+__device__ __forceinline__ uint32_t smem_desc_start(uint32_t smem_addr) { return (smem_addr & 0x3FFFFu) >> 4; }
+__device__ __forceinline__ uint64_t smem_desc(uint32_t start) {
   cute::GmmaDescriptor desc;
-  desc.bitfield.start_address_ = static_cast<uint16_t>((smem_addr & 0x3FFFFu) >> 4);
+  desc.bitfield.start_address_ = 0;
   desc.bitfield.leading_byte_offset_ = 0;
   desc.bitfield.stride_byte_offset_ = 1024 >> 4;
   desc.bitfield.base_offset_ = 0;
   desc.bitfield.layout_type_ = static_cast<uint8_t>(cute::SM90::GMMA::LayoutType::B128);
-  return desc.desc_;
+  return desc.desc_ | start;
 }
 
 // Byte offset of 16-byte chunk `chunk` of row `row` in such a tile: the 128B swizzle XORs the chunk

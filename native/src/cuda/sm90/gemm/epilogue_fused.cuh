@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "core/limits.h"
+#include "cuda/bf16_unpack.cuh"
 #include "cuda/sm90/gemm/params.h"
 #include "cuda/sm90/gemm/schedule.h"
 #include "cuda/sm90/ptx.cuh"
@@ -263,12 +264,10 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
 #pragma unroll
       for (uint32_t j = 0; j < kBatch; ++j) {
         if (mask >> (j0 + j) & 1u) {
-          const uint32_t words[4] = {z[j].x, z[j].y, z[j].z, z[j].w};
+          float v[kCols];
+          unpack_bf16x8(z[j], v);
 #pragma unroll
-          for (uint32_t c = 0; c < kCols / 2; ++c) {
-            sum[2 * c] += __uint_as_float(words[c] << 16);             // low half: the even column
-            sum[2 * c + 1] += __uint_as_float(words[c] & 0xFFFF0000u);
-          }
+          for (uint32_t c = 0; c < kCols; ++c) sum[c] += v[c];
         }
       }
     }

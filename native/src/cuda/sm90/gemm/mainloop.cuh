@@ -72,12 +72,15 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
                                                   PipelineState<Cfg::kStages>& pipe, const MathTile& t,
                                                   float (&accum)[Cfg::kBlockN / 2]) {
   constexpr uint32_t kWaveN = Cfg::kWaveN, kNWaves = Cfg::kNWaves;
-  const WarpgroupShare share = warpgroup_share<kNWaves>(threadIdx.x / 128, kWide);
+  // Broadcast from lane 0, like DeepGEMM, so that ptxas keeps what derives from it uniform.
+  const WarpgroupShare share = warpgroup_share<kNWaves>(__shfl_sync(0xFFFFFFFFu, threadIdx.x / 128, 0), kWide);
   const uint32_t first_wave = share.first_wave;
   const uint32_t last_wave = share.last_wave;
   const IndexRange k_blocks = cta_k_blocks<Cfg>(p);
-  const uint32_t a_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + share.a_row_base * kGemmBlockK;
-  const uint32_t b_base = static_cast<uint32_t>(__cvta_generic_to_shared(smem.b));
+  const uint32_t a_start = __shfl_sync(
+      0xFFFFFFFFu,
+      smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + share.a_row_base * kGemmBlockK), 0);
+  const uint32_t b_start = __shfl_sync(0xFFFFFFFFu, smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.b))), 0);
   const uint32_t r1 = t.r0 + 8;
   for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
     const uint32_t stage = pipe.stage;
@@ -98,8 +101,9 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
         wgmma_fence();
 #pragma unroll
         for (uint32_t k = 0; k < kGemmBlockK / 32; ++k) {
-          wgmma<kWaveN>(smem_desc(a_base + stage * Cfg::kBytesA + k * 32),
-                        smem_desc(b_base + stage * Cfg::kBytesB + w * kWaveN * kGemmBlockK + k * 32), partial, k > 0);
+          wgmma<kWaveN>(smem_desc(a_start + (stage * Cfg::kBytesA + k * 32) / 16),
+                        smem_desc(b_start + (stage * Cfg::kBytesB + w * kWaveN * kGemmBlockK + k * 32) / 16), partial,
+                        k > 0);
         }
         wgmma_commit();
 #pragma unroll
