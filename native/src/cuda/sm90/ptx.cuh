@@ -55,7 +55,7 @@ __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"
 // word), so a loop takes smem_desc_start once and adds whole offsets to it: rebuilt from a
 // shared-memory pointer on every K block, the A descriptors were computed in vector registers and
 // moved to uniform ones before each wgmma (bench/NOTES.md, run 83). Shared memory ends below
-// 256 KB, so the 14-bit field never carries into the high word.
+// 256 KB, so start plus offset always fits the 14-bit field.
 __device__ __forceinline__ uint32_t smem_desc_start(uint32_t smem_addr) { return (smem_addr & 0x3FFFFu) >> 4; }
 __device__ __forceinline__ uint64_t smem_desc(uint32_t start) {
   cute::GmmaDescriptor desc;
