@@ -41,6 +41,11 @@ struct GemmConfig {
   // inside its loop and the tile ran at half speed, bench/NOTES.md runs 53-55).
   static constexpr uint32_t kProducerRegisters = kGather ? 56 : 40;
   static constexpr uint32_t kMathRegisters = kGather ? 224 : (BM == 192 ? 152 : (BM == 128 ? 232 : 240));
+  // K blocks per unrolled step of the mainloop (DeepGEMM's 8): fewer bookkeeping instructions
+  // between one block's promotion and the next block's wgmma, dense -5.5 % (bench/NOTES.md, run 83).
+  // Unrolled, the 192-row tiles spilled (8 -> 72 bytes), so they keep the rolled loop they were
+  // measured with.
+  static constexpr uint32_t kMainloopUnroll = BM == 192 ? 1 : 8;
   // Wide (64-row) tiles put one N-wave on each math warpgroup.
   static constexpr bool kCanWiden = kKind == GemmKind::Routed && BM == 128 && kNWaves == 2;
   // Named barrier of the math warpgroups in the epilogues (id 0 is __syncthreads).

@@ -82,6 +82,7 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
       smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + share.a_row_base * kGemmBlockK), 0);
   const uint32_t b_start = __shfl_sync(0xFFFFFFFFu, smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.b))), 0);
   const uint32_t r1 = t.r0 + 8;
+#pragma unroll (Cfg::kMainloopUnroll)
   for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
     const uint32_t stage = pipe.stage;
     smem.full[stage].wait(pipe.phase);
