@@ -82,6 +82,17 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
       smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + share.a_row_base * kGemmBlockK), 0);
   const uint32_t b_start = __shfl_sync(0xFFFFFFFFu, smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.b))), 0);
   const uint32_t r1 = t.r0 + 8;
+  if constexpr (Cfg::kActiveTestOutsideLoop) {
+    if (!t.wg_active) {
+      // None of the tile's rows is this warpgroup's: it only keeps the stages' barriers in step.
+      for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
+        smem.full[pipe.stage].wait(pipe.phase);
+        release_stage<Cfg::kMulticast>(smem.empty[pipe.stage]);
+        pipe.advance();
+      }
+      return;
+    }
+  }
 #pragma unroll (Cfg::kMainloopUnroll)
   for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
     const uint32_t stage = pipe.stage;
@@ -90,7 +101,7 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
 #pragma unroll
     for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem.sfb[stage * kNWaves + w];
     if constexpr (Cfg::kGather) fence_view_async_shared();  // A rows were written by cp.async
-    if (t.wg_active) {
+    if (Cfg::kActiveTestOutsideLoop || t.wg_active) {
       const float sa0 = smem.sfa[stage * Cfg::kBlockM + t.r0];
       const float sa1 = smem.sfa[stage * Cfg::kBlockM + r1];
 #pragma unroll
