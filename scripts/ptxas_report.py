@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-KINDS = {"0": "dense", "1": "contiguous", "2": "masked", "3": "offsets", "4": "routed"}
+KINDS = {"0": "dense", "1": "contiguous", "2": "masked", "3": "offsets", "4": "routed", "5": "split_k"}
 EPILOGUES = {"0": "bf16", "1": "routed_bf16", "2": "swiglu_fp8", "3": "combine_f32"}
 
 

@@ -83,6 +83,21 @@ TEST(GemmVariants, EveryVariantFitsSharedMemory) {
   }
   // Epilogues that write from registers trade the D staging for pipeline depth.
   EXPECT_GT(sm90::gemm_num_stages(128, 256, false), sm90::gemm_num_stages(128, 256, true));
+  // The scale slots (4 K blocks' A scales, 128 bytes of B scales) keep the TMA's 128-byte alignment.
+  for (uint32_t bm : {64u, 128u, 192u}) EXPECT_EQ(sm90::gemm_smem_sfa_slot_bytes(bm) % 128, 0u) << bm;
+}
+
+// Scales go by TMA where a row of the [rows, K/128] tensors is whole 16-byte units and both tensors
+// are 16-byte aligned; elsewhere the producer's lanes copy them (the GPU tests run both: K = 640 and 7168).
+TEST(GemmVariants, ScalesByTmaNeedWhole16ByteRows) {
+  EXPECT_TRUE(sm90::gemm_scales_by_tma(512, 0x1000, 0x2000));
+  EXPECT_TRUE(sm90::gemm_scales_by_tma(7168, 0x1010, 0x20f0));
+  EXPECT_TRUE(sm90::gemm_scales_by_tma(65536, 0, 0));
+  EXPECT_FALSE(sm90::gemm_scales_by_tma(128, 0x1000, 0x2000));
+  EXPECT_FALSE(sm90::gemm_scales_by_tma(640, 0x1000, 0x2000));
+  EXPECT_FALSE(sm90::gemm_scales_by_tma(1536 + 128, 0x1000, 0x2000));
+  EXPECT_FALSE(sm90::gemm_scales_by_tma(2048, 0x1004, 0x2000));
+  EXPECT_FALSE(sm90::gemm_scales_by_tma(2048, 0x1000, 0x2008));
 }
 
 TEST(GemmHeuristics, PlainChoicesAreInstantiatedAndSensible) {

@@ -59,19 +59,22 @@ struct GemmConfig {
   static_assert(kStages >= 3, "too few pipeline stages");
   static_assert(kMathThreads * kMathRegisters + 128 * kProducerRegisters <= 65536, "registers over the register file");
   static_assert(kNWaves <= kGemmStageBScales, "one staged B scale per N-wave");
+  static_assert(kGemmStageBScales * kGemmScaleChunk * 4 <= kGemmSmemSfbSlotBytes, "B scales over their slot");
 };
 
 using Barrier = cutlass::arch::ClusterTransactionBarrier;
 
 // The dynamic shared memory of one CTA, 1024-byte aligned for the 128B swizzle (gemm_smem_bytes
-// reserves the slack): [D tile | A stages | B stages | A scales | B scales | full | empty | rows].
+// reserves the slack): [D tile | A stages | B stages | A scale slots | B scale slots | full | empty | rows].
 template <class Cfg>
 struct SharedStorage {
+  static constexpr uint32_t kSfaSlotFloats = gemm_smem_sfa_slot_bytes(Cfg::kBlockM) / 4;
+  static constexpr uint32_t kSfbSlotFloats = kGemmSmemSfbSlotBytes / 4;
   uint8_t* d;
   uint8_t* a;
   uint8_t* b;
-  float* sfa;      // [kStages][BM]
-  float* sfb;      // [kStages][kNWaves]
+  float* sfa;      // [kStages][BM][kGemmScaleChunk]: scale slots (ScaleSlotState), row-major like the tensor
+  float* sfb;      // [kStages][kSfbSlotFloats]: N-wave w's scales at [w * kGemmScaleChunk, ...)
   Barrier* full;   // [kStages]
   Barrier* empty;  // [kStages]
   int32_t* rows;   // the producer warps' tables of the current tile's A rows (gathering epilogues), 32 per warp
@@ -82,8 +85,8 @@ struct SharedStorage {
     a = d + gemm_smem_d_bytes(Cfg::kBlockM, Cfg::kBlockN, Cfg::kTmaStore);
     b = a + Cfg::kStages * Cfg::kBytesA;
     sfa = reinterpret_cast<float*>(b + Cfg::kStages * Cfg::kBytesB);
-    sfb = sfa + Cfg::kStages * Cfg::kBlockM;
-    full = reinterpret_cast<Barrier*>(sfb + kGemmMaxStages * kGemmStageBScales);
+    sfb = sfa + Cfg::kStages * kSfaSlotFloats;
+    full = reinterpret_cast<Barrier*>(sfb + Cfg::kStages * kSfbSlotFloats);
     empty = full + Cfg::kStages;
     rows = reinterpret_cast<int32_t*>(empty + Cfg::kStages);
   }
@@ -98,6 +101,27 @@ struct PipelineState {
   __device__ __forceinline__ void advance() {
     stage = stage + 1 == kStages ? 0 : stage + 1;
     phase ^= stage == 0 ? 1u : 0u;
+  }
+};
+
+// Position in the ring of scale slots: the scales of K blocks [4c, 4c + 4) of a tile (the tile's
+// last slot possibly fewer) share slot c of the ring, copied with the first of them. The ring has
+// kStages slots, so a slot is refilled no earlier than kStages K blocks after the last block that
+// read it, which every reader has released by then (each chunk holds at least one block). Producer and
+// math warps advance their own copies alike: per K block, and at the end of each tile they load.
+template <uint32_t kSlots>
+struct ScaleSlotState {
+  uint32_t slot = 0;
+  uint32_t block = 0;  // K block within the slot's chunk
+  __device__ __forceinline__ void next_slot() {
+    block = 0;
+    slot = slot + 1 == kSlots ? 0 : slot + 1;
+  }
+  __device__ __forceinline__ void advance() {
+    if (++block == kGemmScaleChunk) next_slot();
+  }
+  __device__ __forceinline__ void end_tile() {
+    if (block != 0) next_slot();
   }
 };
 

@@ -37,7 +37,8 @@ namespace megamoe::cuda::sm90 {
 template <GemmKind kKind, uint32_t BM, uint32_t BN, uint32_t kMulticast, GemmEpilogue kEpi>
 __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::kThreads, 1)
     gemm_kernel(const __grid_constant__ CUtensorMap tmap_a, const __grid_constant__ CUtensorMap tmap_b,
-                const __grid_constant__ CUtensorMap tmap_d, const __grid_constant__ KernelParams p) {
+                const __grid_constant__ CUtensorMap tmap_d, const __grid_constant__ CUtensorMap tmap_sfa,
+                const __grid_constant__ CUtensorMap tmap_sfb, const __grid_constant__ KernelParams p) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 900) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Cfg = GemmConfig<kKind, BM, BN, kMulticast, kEpi>;
   constexpr uint32_t kMathThreads = Cfg::kMathThreads;
@@ -52,11 +53,16 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     if constexpr (!Cfg::kGather) cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_a));
     cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_b));
     if constexpr (Cfg::kTmaStore) cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_d));
+    if (p.op.scales_by_tma) {
+      cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_sfa));
+      cute::prefetch_tma_descriptor(reinterpret_cast<const cute::TmaDescriptor*>(&tmap_sfb));
+    }
+    // Lane 0 of producer warp 0 (with the TMA bytes) + the asynchronous scale (and A-row) arrivals
+    // of every copying producer thread, where the scales do not come by TMA.
+    const uint32_t copiers = Cfg::kGather ? 128 : (p.op.scales_by_tma ? 0 : 32);
 #pragma unroll
     for (uint32_t s = 0; s < Cfg::kStages; ++s) {
-      // Lane 0 of producer warp 0 (with the TMA bytes) + the asynchronous A-scale (and A-row)
-      // arrivals of every copying producer thread.
-      smem.full[s].init(1 + (Cfg::kGather ? 128 : 32));
+      smem.full[s].init(1 + copiers);
       smem.empty[s].init(kMathThreads * kMulticast);  // every math thread of every CTA reading this stage
     }
     cutlass::arch::fence_barrier_init();
@@ -73,19 +79,20 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
   // setmaxnreg takes effect only with each warpgroup's role as one branch of this if/else.
   if (threadIdx.x >= kMathThreads) {
     cutlass::arch::warpgroup_reg_dealloc<Cfg::kProducerRegisters>();
-    run_producer<Cfg>(tmap_a, tmap_b, p, smem, warp - Cfg::kMathWarps, lane);
+    run_producer<Cfg>(tmap_a, tmap_b, tmap_sfa, tmap_sfb, p, smem, warp - Cfg::kMathWarps, lane);
     if (splits > 1) cluster_barrier();
   } else {
     cutlass::arch::warpgroup_reg_alloc<Cfg::kMathRegisters>();
     const uint32_t wg = threadIdx.x / 128;
     TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
     PipelineState<Cfg::kStages> pipe;
+    ScaleSlotState<Cfg::kStages> scales;
     TileWork work;
     bool split_reduced = false;
     while (scheduler.next(work)) {
       const MathTile t = math_tile<Cfg>(p, work, warp, lane, wg);
       float accum[BN / 2];
-      run_mainloop<Cfg>(p, smem, pipe, t, accum);
+      run_mainloop<Cfg>(p, smem, pipe, scales, t, accum);
       if constexpr (kernel_can_split_k<Cfg>()) {
         split_k_reduce_store<Cfg>(p, work, smem, accum, t.r0, splits);
         split_reduced = true;

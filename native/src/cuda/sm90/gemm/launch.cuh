@@ -56,7 +56,7 @@ void launch_gemm(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& li
           "cudaFuncSetAttribute(gemm_kernel)");
   });
 
-  const KernelParams p = make_kernel_params<Cfg>(args, k_splits, limits);
+  KernelParams p = make_kernel_params<Cfg>(args, k_splits, limits);
   const uint64_t tiles = max_tiles<Cfg>(p);
   if (tiles == 0) return;
   const uint64_t k = p.layout.k, n = p.layout.n, rows = p.layout.rows;
@@ -72,6 +72,18 @@ void launch_gemm(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& li
   if constexpr (Cfg::kTmaStore) {
     tmap_d = make_tensor_map_2d(p.op.d, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, n, rows, Cfg::kAtomN, BM, Cfg::kSwizzleD,
                                 CU_TENSOR_MAP_L2_PROMOTION_NONE, "d");
+  }
+  // Scales by TMA where their rows allow it: a box of kGemmScaleChunk K blocks of the tile's A rows
+  // (all BM of them in each CTA of a cluster) and of its N-waves' B rows.
+  CUtensorMap tmap_sfa{}, tmap_sfb{};
+  p.op.scales_by_tma = !Cfg::kGather && gemm_scales_by_tma(k, reinterpret_cast<uintptr_t>(p.op.sfa),
+                                                           reinterpret_cast<uintptr_t>(p.op.sfb));
+  if (p.op.scales_by_tma) {
+    tmap_sfa = make_tensor_map_2d(p.op.sfa, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, k / kGemmBlockK, rows, kGemmScaleChunk, BM,
+                                  0, CU_TENSOR_MAP_L2_PROMOTION_NONE, "a_scales");
+    tmap_sfb = make_tensor_map_2d(p.op.sfb, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 4, k / kGemmBlockK,
+                                  (n / 128) * p.layout.groups, kGemmScaleChunk, Cfg::kNWaves, 0,
+                                  CU_TENSOR_MAP_L2_PROMOTION_NONE, "b_scales");
   }
 
   uint64_t grid = tiles < static_cast<uint64_t>(limits.num_sms) ? tiles : static_cast<uint64_t>(limits.num_sms);
@@ -92,7 +104,8 @@ void launch_gemm(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& li
 
   if (cluster == 1) {
     gemm_kernel<kKind, BM, BN, kMulticast, kEpi>
-        <<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(tmap_a, tmap_b, tmap_d, p);
+        <<<static_cast<unsigned>(grid), Cfg::kThreads, Cfg::kSmemBytes, stream>>>(tmap_a, tmap_b, tmap_d, tmap_sfa,
+                                                                                   tmap_sfb, p);
     check_launch("gemm_kernel");
   } else {
     cudaLaunchConfig_t config{};
@@ -107,7 +120,8 @@ void launch_gemm(const GemmArgs& args, uint32_t k_splits, const DeviceLimits& li
     attribute.val.clusterDim.z = 1;
     config.attrs = &attribute;
     config.numAttrs = 1;
-    check(cudaLaunchKernelEx(&config, gemm_kernel<kKind, BM, BN, kMulticast, kEpi>, tmap_a, tmap_b, tmap_d, p),
+    check(cudaLaunchKernelEx(&config, gemm_kernel<kKind, BM, BN, kMulticast, kEpi>, tmap_a, tmap_b, tmap_d, tmap_sfa,
+                             tmap_sfb, p),
           "cudaLaunchKernelEx(gemm_kernel, cluster)");
     check_launch("gemm_kernel");
   }

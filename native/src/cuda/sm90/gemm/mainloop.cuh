@@ -69,7 +69,8 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
 // it built them in vector registers on every K block: bench/NOTES.md, run 64).
 template <class Cfg, bool kWide>
 __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const SharedStorage<Cfg>& smem,
-                                                  PipelineState<Cfg::kStages>& pipe, const MathTile& t,
+                                                  PipelineState<Cfg::kStages>& pipe,
+                                                  ScaleSlotState<Cfg::kStages>& scales, const MathTile& t,
                                                   float (&accum)[Cfg::kBlockN / 2]) {
   constexpr uint32_t kWaveN = Cfg::kWaveN, kNWaves = Cfg::kNWaves;
   // Broadcast from lane 0, like DeepGEMM, so that ptxas keeps what derives from it uniform.
@@ -88,8 +89,10 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
       for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
         smem.full[pipe.stage].wait(pipe.phase);
         release_stage<Cfg::kMulticast>(smem.empty[pipe.stage]);
+        scales.advance();
         pipe.advance();
       }
+      scales.end_tile();
       return;
     }
   }
@@ -97,13 +100,19 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
   for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
     const uint32_t stage = pipe.stage;
     smem.full[stage].wait(pipe.phase);
+    const float* sfa = smem.sfa + scales.slot * SharedStorage<Cfg>::kSfaSlotFloats + scales.block;
+    const float* sfb = smem.sfb + scales.slot * SharedStorage<Cfg>::kSfbSlotFloats + scales.block;
     float sb[kNWaves];
 #pragma unroll
-    for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = smem.sfb[stage * kNWaves + w];
+    for (uint32_t w = 0; w < kNWaves; ++w) sb[w] = sfb[w * kGemmScaleChunk];
     if constexpr (Cfg::kGather) fence_view_async_shared();  // A rows were written by cp.async
     if (Cfg::kActiveTestOutsideLoop || t.wg_active) {
-      const float sa0 = smem.sfa[stage * Cfg::kBlockM + t.r0];
-      const float sa1 = smem.sfa[stage * Cfg::kBlockM + r1];
+      // Descriptor starts in 16-byte units throughout: a K step's operands are then one add of an
+      // immediate to the stage's start (byte offsets took three uniform instructions each, run 89).
+      const uint32_t a_stage = a_start + stage * (Cfg::kBytesA / 16);
+      const uint32_t b_stage = b_start + stage * (Cfg::kBytesB / 16);
+      const float sa0 = sfa[t.r0 * kGemmScaleChunk];
+      const float sa1 = sfa[r1 * kGemmScaleChunk];
 #pragma unroll
       for (uint32_t w = 0; w < kNWaves; ++w) {
         if (w < first_wave || w > last_wave) continue;
@@ -113,9 +122,8 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
         wgmma_fence();
 #pragma unroll
         for (uint32_t k = 0; k < kGemmBlockK / 32; ++k) {
-          wgmma<kWaveN>(smem_desc(a_start + (stage * Cfg::kBytesA + k * 32) / 16),
-                        smem_desc(b_start + (stage * Cfg::kBytesB + w * kWaveN * kGemmBlockK + k * 32) / 16), partial,
-                        k > 0);
+          wgmma<kWaveN>(smem_desc(a_stage + k * 2), smem_desc(b_stage + (w * kWaveN * kGemmBlockK) / 16 + k * 2),
+                        partial, k > 0);
         }
         wgmma_commit();
 #pragma unroll
@@ -139,26 +147,28 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
     } else {
       release_stage<Cfg::kMulticast>(smem.empty[stage]);
     }
+    scales.advance();
     pipe.advance();
   }
+  scales.end_tile();
 }
 
 // Accumulates the tile's K blocks (this CTA's slice of them under split-K) into accum (zeroed
 // first) and releases every stage it consumed.
 template <class Cfg>
 __device__ __forceinline__ void run_mainloop(const KernelParams& p, const SharedStorage<Cfg>& smem,
-                                             PipelineState<Cfg::kStages>& pipe, const MathTile& t,
-                                             float (&accum)[Cfg::kBlockN / 2]) {
+                                             PipelineState<Cfg::kStages>& pipe, ScaleSlotState<Cfg::kStages>& scales,
+                                             const MathTile& t, float (&accum)[Cfg::kBlockN / 2]) {
 #pragma unroll
   for (uint32_t i = 0; i < Cfg::kBlockN / 2; ++i) accum[i] = 0.0f;
   if (t.group < 0) return;
   if constexpr (Cfg::kCanWiden) {
     if (t.wide) {
-      run_mainloop_rows<Cfg, true>(p, smem, pipe, t, accum);
+      run_mainloop_rows<Cfg, true>(p, smem, pipe, scales, t, accum);
       return;
     }
   }
-  run_mainloop_rows<Cfg, false>(p, smem, pipe, t, accum);
+  run_mainloop_rows<Cfg, false>(p, smem, pipe, scales, t, accum);
 }
 
 }  // namespace megamoe::cuda::sm90

@@ -15,6 +15,7 @@ struct GemmOperands {
   const float* sfa = nullptr;    // [rows or tokens, K/128]
   const float* sfb = nullptr;    // [groups, N/128, K/128]
   __nv_bfloat16* d = nullptr;    // [rows, N] (Bf16) or [slots, N] (RoutedBf16)
+  bool scales_by_tma = false;    // sfa / sfb staged by TMA (smem_budget.h gemm_scales_by_tma), set at launch
 };
 
 struct GemmLayout {

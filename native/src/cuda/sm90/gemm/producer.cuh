@@ -1,8 +1,10 @@
 // The producer warpgroup of the SM90 GEMM kernel: fills the kStages-deep ring of shared-memory
-// stages, one 128-K block of the A tile, the B tile and their scales per stage, through full/empty
-// mbarriers. Warp 0 issues the TMA loads of A and B (A multicast over the cluster when kMulticast > 1)
-// and its lanes stage the A scales (cp.async, so the producer never waits on their latency) and the
-// tile's B scales. Gathering epilogues copy A rows by token instead, from all four warps (warp w the
+// stages, one 128-K block of the A tile and the B tile per stage, through full/empty mbarriers, and
+// the ring of scale slots (config.cuh ScaleSlotState), 4 K blocks' A and B scales per slot. Warp 0
+// issues the TMA loads of A and B (A multicast over the cluster when kMulticast > 1) and, with the
+// first K block of each slot, of the slot's scales; where the scale rows do not allow a TMA box
+// (smem_budget.h gemm_scales_by_tma) its lanes copy each K block's scales by cp.async instead, so the
+// producer never waits on their latency. Gathering epilogues copy A rows by token instead, from all four warps (warp w the
 // tile rows [32w, 32w + 32), so that a stage's row copies are in flight from 128 threads; one warp
 // alone is latency-bound on them), 128B swizzle written by hand. Their per-stage work is kept to one
 // address and one copy per row: the producer warps share the math warps' issue slots, and at four
@@ -26,8 +28,10 @@
 namespace megamoe::cuda::sm90 {
 
 template <class Cfg>
-__device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CUtensorMap& tmap_b, const KernelParams& p,
-                                             const SharedStorage<Cfg>& smem, uint32_t producer_warp, uint32_t lane) {
+__device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CUtensorMap& tmap_b,
+                                             const CUtensorMap& tmap_sfa, const CUtensorMap& tmap_sfb,
+                                             const KernelParams& p, const SharedStorage<Cfg>& smem,
+                                             uint32_t producer_warp, uint32_t lane) {
   constexpr GemmKind kKind = Cfg::kKind;
   constexpr uint32_t BM = Cfg::kBlockM, BN = Cfg::kBlockN, kMulticast = Cfg::kMulticast;
   constexpr uint32_t kNWaves = Cfg::kNWaves;
@@ -52,8 +56,14 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
   const uint32_t a_dst_even = a_base + swizzle128_offset(row0, chunk);
   const uint32_t a_dst_odd = a_base + swizzle128_offset(row0 + 4, chunk);
 
+  // Scales by TMA: lane 0 copies a slot's A and B scales with the first of its K blocks.
+  const bool scales_by_tma = !kGather && p.op.scales_by_tma;
+  constexpr uint32_t kSfaSlotBytes = SharedStorage<Cfg>::kSfaSlotFloats * 4;
+  constexpr uint32_t kSfbSlotBytes = SharedStorage<Cfg>::kSfbSlotFloats * 4;
+
   TileScheduler<kKind, BM, BN, kMulticast> scheduler(p);
   PipelineState<Cfg::kStages> pipe;
+  ScaleSlotState<Cfg::kStages> scales;
   TileWork work;
   while (scheduler.next(work)) {
     int32_t group = work.group;
@@ -93,18 +103,30 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
     // [N/128, K/128] scale matrix per N-wave; for SwiGLU the gate and the up row of the canonical
     // (non-interleaved) scales, since the tile's interleaved columns are gate and up rows
     // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
-    const bool stages_sfb = producer_warp == 0 && lane < kNWaves;
+    const bool stages_sfb = producer_warp == 0 && lane < kNWaves && !scales_by_tma;
+    const uint32_t sfb_row0 = group * (p.layout.n / 128) + (work.n_block * BN) / 128;  // N-wave 0's scale row
     const float* sfb_row = p.op.sfb;
     if (stages_sfb) {
-      uint32_t scale_row = (work.n_block * BN) / 128 + lane;
-      if constexpr (Cfg::kEpi == GemmEpilogue::SwigluFp8) scale_row = work.n_block + lane * (p.swiglu.act_cols / 128);
-      sfb_row = p.op.sfb + (static_cast<uint64_t>(group) * (p.layout.n / 128) + scale_row) * num_kb;
+      uint32_t scale_row = sfb_row0 + lane;
+      if constexpr (Cfg::kEpi == GemmEpilogue::SwigluFp8) {
+        scale_row = group * (p.layout.n / 128) + work.n_block + lane * (p.swiglu.act_cols / 128);
+      }
+      sfb_row = p.op.sfb + static_cast<uint64_t>(scale_row) * num_kb;
     }
     for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
       const uint32_t stage = pipe.stage;
       smem.empty[stage].wait(pipe.phase ^ 1u);
+      uint32_t bytes = kGather ? kBytesB : kBytesA + kBytesB;  // lane 0's TMA bytes
       if (producer_warp == 0 && lane == 0) {
         uint64_t* bar = reinterpret_cast<uint64_t*>(&smem.full[stage]);
+        if (scales_by_tma && scales.block == 0) {
+          // This CTA's own scale rows, also under multicast (the pair shares the rows, not the B rows).
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfa, bar, hint, smem.sfa + scales.slot * (kSfaSlotBytes / 4),
+                                       static_cast<int32_t>(kb), static_cast<int32_t>(work.row_begin));
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfb, bar, hint, smem.sfb + scales.slot * (kSfbSlotBytes / 4),
+                                       static_cast<int32_t>(kb), static_cast<int32_t>(sfb_row0));
+          bytes += BM * kGemmScaleChunk * 4 + kNWaves * kGemmScaleChunk * 4;
+        }
         if constexpr (kGather) {
           // A comes by cp.async below.
         } else if constexpr (kMulticast > 1) {
@@ -122,8 +144,11 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
         cute::SM90_TMA_LOAD_2D::copy(&tmap_b, bar, hint, smem.b + stage * kBytesB, static_cast<int32_t>(kb * kGemmBlockK),
                                      b_row);
       }
-      const uint32_t sfa_dst = sfa_base + stage * BM * 4;
-      if (stages_sfb) cp_async_4(sfb_base + (stage * kNWaves + lane) * 4, sfb_row + kb, 4u);
+      // Scales by cp.async go to the same slots: row r of K block j of the slot at [r][j].
+      const uint32_t sfa_dst = sfa_base + scales.slot * kSfaSlotBytes + scales.block * 4;
+      if (stages_sfb) {
+        cp_async_4(sfb_base + scales.slot * kSfbSlotBytes + (lane * kGemmScaleChunk + scales.block) * 4, sfb_row + kb, 4u);
+      }
       if constexpr (kGather) {
         const uint8_t* src_kb = p.op.a + kb * kGemmBlockK + chunk * 16;
 #pragma unroll
@@ -133,8 +158,8 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
                         src_kb + static_cast<uint64_t>(tokens[j]) * p.layout.k, 16u);
           }
         }
-        if (sfa_valid) cp_async_4(sfa_dst + (producer_warp * 32 + lane) * 4, sfa_row + kb, 4u);
-      } else {
+        if (sfa_valid) cp_async_4(sfa_dst + (producer_warp * 32 + lane) * (kGemmScaleChunk * 4), sfa_row + kb, 4u);
+      } else if (!scales_by_tma) {
         // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
         // never waits on their latency (a plain load here serializes every stage on it).
         if constexpr (BM <= 128) {
@@ -142,7 +167,8 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
           for (uint32_t i = lane; i < BM; i += 32) {
             const uint32_t row = work.row_begin + i;
             const bool in = row < p.layout.rows;
-            cp_async_4(sfa_dst + i * 4, in ? p.op.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.op.sfa, in ? 4u : 0u);
+            cp_async_4(sfa_dst + i * (kGemmScaleChunk * 4), in ? p.op.sfa + static_cast<uint64_t>(row) * num_kb + kb : p.op.sfa,
+                       in ? 4u : 0u);
           }
         } else {
           // Six rows per lane: unrolled, the 40-register producer kept their addresses in registers,
@@ -152,14 +178,16 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
 #pragma unroll 1
           for (uint32_t i = lane; i < BM; i += 32, src += 32 * static_cast<uint64_t>(num_kb)) {
             const bool in = work.row_begin + i < p.layout.rows;
-            cp_async_4(sfa_dst + i * 4, in ? src : p.op.sfa, in ? 4u : 0u);
+            cp_async_4(sfa_dst + i * (kGemmScaleChunk * 4), in ? src : p.op.sfa, in ? 4u : 0u);
           }
         }
       }
-      cp_async_arrive_noinc(full_base + stage * 8);
-      if (producer_warp == 0 && lane == 0) smem.full[stage].arrive_and_expect_tx(kGather ? kBytesB : kBytesA + kBytesB);
+      if (!scales_by_tma) cp_async_arrive_noinc(full_base + stage * 8);
+      if (producer_warp == 0 && lane == 0) smem.full[stage].arrive_and_expect_tx(bytes);
+      scales.advance();
       pipe.advance();
     }
+    scales.end_tile();
   }
 }
 
