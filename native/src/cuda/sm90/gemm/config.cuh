@@ -104,19 +104,22 @@ struct PipelineState {
   }
 };
 
-// Position in the ring of scale slots: the scales of K blocks [4c, 4c + 4) of a tile (the tile's
-// last slot possibly fewer) share slot c of the ring, copied with the first of them. The ring has
-// kStages slots, so a slot is refilled no earlier than kStages K blocks after the last block that
-// read it, which every reader has released by then (each chunk holds at least one block). Producer and
-// math warps advance their own copies alike: per K block, and at the end of each tile they load.
+// Position in the ring of scale slots: the scales of the K blocks [4c, 4c + 4) a tile reads share one
+// slot of the ring, at their place kb % 4 (TMA boxes start at a multiple of 4 blocks: their inner
+// coordinate must be 16-byte aligned, and split-K ranks begin anywhere), copied with the first of
+// them the tile reads. The ring has kStages slots, so a slot is refilled no earlier than kStages K
+// blocks after the last block that read it, which every reader has released by then (each slot holds
+// at least one block). Producer and math warps advance their own copies alike: at the start of each
+// tile they load, per K block, and at its end.
 template <uint32_t kSlots>
 struct ScaleSlotState {
   uint32_t slot = 0;
-  uint32_t block = 0;  // K block within the slot's chunk
+  uint32_t block = 0;  // place of the current K block in its slot: kb % kGemmScaleChunk
   __device__ __forceinline__ void next_slot() {
     block = 0;
     slot = slot + 1 == kSlots ? 0 : slot + 1;
   }
+  __device__ __forceinline__ void begin_tile(uint32_t first_kb) { block = first_kb % kGemmScaleChunk; }
   __device__ __forceinline__ void advance() {
     if (++block == kGemmScaleChunk) next_slot();
   }

@@ -83,6 +83,7 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
       smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.a)) + share.a_row_base * kGemmBlockK), 0);
   const uint32_t b_start = __shfl_sync(0xFFFFFFFFu, smem_desc_start(static_cast<uint32_t>(__cvta_generic_to_shared(smem.b))), 0);
   const uint32_t r1 = t.r0 + 8;
+  scales.begin_tile(k_blocks.begin);
   if constexpr (Cfg::kActiveTestOutsideLoop) {
     if (!t.wg_active) {
       // None of the tile's rows is this warpgroup's: it only keeps the stages' barriers in step.

@@ -113,18 +113,21 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
       }
       sfb_row = p.op.sfb + static_cast<uint64_t>(scale_row) * num_kb;
     }
+    scales.begin_tile(k_blocks.begin);
     for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
       const uint32_t stage = pipe.stage;
       smem.empty[stage].wait(pipe.phase ^ 1u);
       uint32_t bytes = kGather ? kBytesB : kBytesA + kBytesB;  // lane 0's TMA bytes
       if (producer_warp == 0 && lane == 0) {
         uint64_t* bar = reinterpret_cast<uint64_t*>(&smem.full[stage]);
-        if (scales_by_tma && scales.block == 0) {
-          // This CTA's own scale rows, also under multicast (the pair shares the rows, not the B rows).
-          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfa, bar, hint, smem.sfa + scales.slot * (kSfaSlotBytes / 4),
-                                       static_cast<int32_t>(kb), static_cast<int32_t>(work.row_begin));
-          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfb, bar, hint, smem.sfb + scales.slot * (kSfbSlotBytes / 4),
-                                       static_cast<int32_t>(kb), static_cast<int32_t>(sfb_row0));
+        if (scales_by_tma && (scales.block == 0 || kb == k_blocks.begin)) {
+          // The slot's whole box of 4 K blocks; this CTA's own scale rows, also under multicast (the
+          // pair shares the rows, not the B rows).
+          const int32_t kb0 = static_cast<int32_t>(kb - scales.block);
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfa, bar, hint, smem.sfa + scales.slot * (kSfaSlotBytes / 4), kb0,
+                                       static_cast<int32_t>(work.row_begin));
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfb, bar, hint, smem.sfb + scales.slot * (kSfbSlotBytes / 4), kb0,
+                                       static_cast<int32_t>(sfb_row0));
           bytes += BM * kGemmScaleChunk * 4 + kNWaves * kGemmScaleChunk * 4;
         }
         if constexpr (kGather) {
