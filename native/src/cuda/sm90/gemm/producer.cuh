@@ -99,7 +99,7 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
       if (sfa_valid) sfa_row = p.op.sfa + static_cast<uint64_t>(static_cast<uint32_t>(my_rows[lane])) * num_kb;
     }
     const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.layout.n + work.n_block * BN);
-    // Lanes 0 .. kNWaves-1 of warp 0 stage the tile's B scales with each K block: one row of the
+    // Without TMA, lanes 0 .. kNWaves-1 of warp 0 copy the tile's B scales with each K block: one row of the
     // [N/128, K/128] scale matrix per N-wave; for SwiGLU the gate and the up row of the canonical
     // (non-interleaved) scales, since the tile's interleaved columns are gate and up rows
     // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).

@@ -20,7 +20,8 @@ constexpr uint32_t kGemmStageBScales = 2;
 // Consecutive K blocks of one tile whose A and B scales are staged together, as one slot of a ring of
 // kStages slots: the scale tensors are row-major with K/128 floats per row, and 4 of them (16 bytes)
 // are the narrowest box a TMA copy takes, so one copy per row brings 4 K blocks' scales (per K block,
-// 32 producer lanes copying 4 bytes a row cost dense 2.5-5 % and masked 12 %, bench/NOTES.md run 90).
+// 32 producer lanes copying 4 bytes a row cost dense 2-3 %, contiguous 5 % and masked up to 19 %,
+// bench/NOTES.md runs 89-90).
 constexpr uint32_t kGemmScaleChunk = 4;
 // One slot: the A scales [BM][4], then 128 bytes of B scales [2][4] (TMA destinations are 128-byte aligned).
 constexpr uint32_t gemm_smem_sfa_slot_bytes(uint32_t block_m) { return block_m * kGemmScaleChunk * 4; }
@@ -44,7 +45,7 @@ constexpr uint32_t gemm_smem_fixed_bytes(uint32_t block_m, uint32_t block_n, boo
 // Whether a launch stages its scales by TMA (else by cp.async from the producer's lanes, into the same
 // slots): TMA needs row strides of whole 16 bytes (K/128 a multiple of 4) and 16-byte aligned tensors.
 constexpr bool gemm_scales_by_tma(uint64_t k, uint64_t sfa_address, uint64_t sfb_address) {
-  return (k / kGemmBlockK) % 4 == 0 && sfa_address % 16 == 0 && sfb_address % 16 == 0;
+  return (k / kGemmBlockK) * 4 % 16 == 0 && sfa_address % 16 == 0 && sfb_address % 16 == 0;
 }
 constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
   const uint32_t stages = (kGemmSmemCapacity - gemm_smem_fixed_bytes(block_m, block_n, tma_store)) /
