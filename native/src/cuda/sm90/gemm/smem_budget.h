@@ -45,7 +45,7 @@ constexpr uint32_t gemm_smem_fixed_bytes(uint32_t block_m, uint32_t block_n, boo
 // Whether a launch stages its scales by TMA (else by cp.async from the producer's lanes, into the same
 // slots): TMA needs row strides of whole 16 bytes (K/128 a multiple of 4) and 16-byte aligned tensors.
 constexpr bool gemm_scales_by_tma(uint64_t k, uint64_t sfa_address, uint64_t sfb_address) {
-  return (k / kGemmBlockK) * 4 % 16 == 0 && sfa_address % 16 == 0 && sfb_address % 16 == 0;
+  return (k / kGemmBlockK) % 4 == 0 && sfa_address % 16 == 0 && sfb_address % 16 == 0;
 }
 constexpr uint32_t gemm_num_stages(uint32_t block_m, uint32_t block_n, bool tma_store = true) {
   const uint32_t stages = (kGemmSmemCapacity - gemm_smem_fixed_bytes(block_m, block_n, tma_store)) /
