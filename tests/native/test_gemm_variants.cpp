@@ -29,8 +29,8 @@ const GemmVariant& variant_at(int index) { return sm90::kGemmVariants.at(static_
 
 TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
   // Plain layouts: 7 tile shapes x multicast {1, 2} each; split-K: the 7 shapes single-CTA-A;
-  // routed: 2 + 1 + 1 + 2 single-CTA variants; the 192x128 tile for dense, masked and offsets.
-  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 7u + 6u + 3u);
+  // routed: 2 + 1 + 2 single-CTA variants; the 192x128 tile for dense, masked and offsets.
+  EXPECT_EQ(sm90::kNumGemmVariants, 4u * 7u * 2u + 7u + 5u + 3u);
   std::set<std::tuple<int, int, uint32_t, uint32_t, uint32_t>> seen;
   for (const GemmVariant& v : sm90::kGemmVariants) {
     EXPECT_TRUE(sm90::gemm_variant_valid(v));
@@ -47,12 +47,6 @@ TEST(GemmVariants, TableIsTheCrossProductOfItsRows) {
   }
   EXPECT_GE(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 256, 1}), 0);
   EXPECT_LT(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8, 128, 128, 1}), 0);
-  EXPECT_GE(sm90::gemm_variant_index({GemmKind::Routed, GemmEpilogue::SwigluFp8Grouped, 128, 256, 1}), 0);
-  EXPECT_FALSE(sm90::gemm_variant_valid({GemmKind::Routed, GemmEpilogue::SwigluFp8Grouped, 128, 128, 1}));
-  EXPECT_TRUE(sm90::epilogue_gathers_a(GemmEpilogue::SwigluFp8));
-  EXPECT_FALSE(sm90::epilogue_gathers_a(GemmEpilogue::SwigluFp8Grouped));
-  EXPECT_TRUE(sm90::epilogue_swiglu(GemmEpilogue::SwigluFp8Grouped));
-  EXPECT_FALSE(sm90::epilogue_swiglu(GemmEpilogue::CombineF32));
   EXPECT_LT(sm90::gemm_variant_index({GemmKind::Dense, GemmEpilogue::Bf16, 256, 128, 1}), 0);
   for (GemmKind kind : {GemmKind::Dense, GemmKind::Masked, GemmKind::Offsets}) {
     EXPECT_GE(sm90::gemm_variant_index({kind, GemmEpilogue::Bf16, 192, 128, 1}), 0);
@@ -164,8 +158,7 @@ TEST(GemmHeuristics, RoutedRules) {
   EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 256u);
   r.n = 128 * 3;  // 256 does not divide N: the narrow variant
   EXPECT_EQ(variant_at(choose_variant_index(r)).block_n, 128u);
-  for (const GemmEpilogue e : {GemmEpilogue::RoutedBf16, GemmEpilogue::SwigluFp8, GemmEpilogue::SwigluFp8Grouped,
-                               GemmEpilogue::CombineF32}) {
+  for (const GemmEpilogue e : {GemmEpilogue::RoutedBf16, GemmEpilogue::SwigluFp8, GemmEpilogue::CombineF32}) {
     r.epilogue = e, r.n = 4096, r.expert_specialization = false;
     const GemmVariant& v = variant_at(choose_variant_index(r));
     EXPECT_EQ(v.kind, GemmKind::Routed);
@@ -184,21 +177,6 @@ TEST(GemmHeuristics, RoutedRules) {
   r.epilogue = GemmEpilogue::RoutedBf16, r.n = 4096, r.rows = 128 * 8, r.k = 7168;
   EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x128x1"))).block_n, 128u);
   EXPECT_EQ(variant_at(choose_variant_index(r, sm90::parse_gemm_tile_override("128x256"))).block_n, 256u);
-}
-
-TEST(GemmHeuristics, MoeUpRowsGroupedAtLargeBatches) {
-  // DeepSeek-V3, 32 experts, top-8: gathered up to T = 1023, grouped from T = 1024.
-  EXPECT_FALSE(sm90::moe_up_rows_grouped(1023 * 8, 32));
-  EXPECT_TRUE(sm90::moe_up_rows_grouped(1024 * 8, 32));
-  EXPECT_TRUE(sm90::moe_up_rows_grouped(4096 * 8, 32));
-  EXPECT_FALSE(sm90::moe_up_rows_grouped(4096 * 8, 256));  // 128 slots per expert
-  EXPECT_FALSE(sm90::moe_up_rows_grouped(0, 8));
-  EXPECT_TRUE(sm90::moe_up_rows_grouped(1, 8, "1"));
-  EXPECT_FALSE(sm90::moe_up_rows_grouped(4096 * 8, 32, "0"));
-  for (const char* ignored : {"", "2", "10", "yes"}) {
-    EXPECT_TRUE(sm90::moe_up_rows_grouped(4096 * 8, 32, ignored)) << ignored;
-    EXPECT_FALSE(sm90::moe_up_rows_grouped(8, 32, ignored)) << ignored;
-  }
 }
 
 // Split-K (split_k.cuh): dense problems whose best unsplit tiles leave at least half of the SMs idle

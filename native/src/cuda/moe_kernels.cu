@@ -1,9 +1,8 @@
 // The MoE layer's first launch (docs/NUMERICS.md section 4, step 1 and the routing): every block
 // but the last quantizes tokens (1x128, no UE8M0), clears the combine counters, records which of
 // each token's slots are routed (the combine's mask) and writes the zero output of tokens whose
-// slots are all dropped; the last block builds the routing metadata. At large batches a second
-// launch copies the routed rows into grouped order (moe_group_rows_kernel). The GEMM launches that
-// follow are set up in moe_layer.cu.
+// slots are all dropped; the last block builds the routing metadata.
+// The two GEMM launches that follow are in gemm_moe_up.cu and gemm_moe_down.cu.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -62,30 +61,7 @@ __global__ void __launch_bounds__(kRoutingThreads, 1) moe_prepare_kernel(const M
   }
 }
 
-// One warp per grouped row: the slot's token row, 16 bytes a lane, and its H/128 scales.
-__global__ void __launch_bounds__(256) moe_group_rows_kernel(const MoeGroupRowsArgs a) {
-  const uint32_t routed = static_cast<uint32_t>(a.offsets[a.num_experts]);
-  const uint32_t lane = threadIdx.x % 32;
-  const uint32_t warps = gridDim.x * blockDim.x / 32;
-  const uint32_t chunks = a.hidden / 16, groups = a.hidden / 128;
-  for (uint32_t r = (blockIdx.x * blockDim.x + threadIdx.x) / 32; r < routed; r += warps) {
-    const uint64_t token = static_cast<uint32_t>(__ldg(a.order + r)) / a.top_k;
-    const uint4* src = reinterpret_cast<const uint4*>(a.x + token * a.hidden);
-    uint4* dst = reinterpret_cast<uint4*>(a.rows + uint64_t{r} * a.hidden);
-    for (uint32_t c = lane; c < chunks; c += 32) dst[c] = __ldg(src + c);
-    for (uint32_t g = lane; g < groups; g += 32) a.row_scales[uint64_t{r} * groups + g] = __ldg(a.sx + token * groups + g);
-  }
-}
-
 }  // namespace
-
-void launch_moe_group_rows(const MoeGroupRowsArgs& args, int num_sms, cudaStream_t stream) {
-  // Eight rows per block of 256 threads, at most four blocks per SM (each warp then loops).
-  const uint64_t wanted = (uint64_t{args.max_rows} + 7) / 8;
-  const unsigned blocks = static_cast<unsigned>(std::clamp<uint64_t>(wanted, 1, uint64_t(4) * num_sms));
-  moe_group_rows_kernel<<<blocks, 256, 0, stream>>>(args);
-  check_launch("moe_group_rows_kernel");
-}
 
 void launch_moe_prepare(const MoePrepareArgs& args, int device, int num_sms, cudaStream_t stream) {
   const size_t smem = routing_smem_bytes(args.routing.num_experts);

@@ -25,21 +25,4 @@ struct MoePrepareArgs {
 
 void launch_moe_prepare(const MoePrepareArgs& args, int device, int num_sms, cudaStream_t stream);
 
-// The routed slots' FP8 rows and their scales copied into grouped order, for an up-projection that
-// loads A by TMA (cuda/sm90/gemm/heuristics.h moe_up_rows_grouped).
-struct MoeGroupRowsArgs {
-  const int32_t* offsets = nullptr;  // routing table (routing.cuh): grouped rows [0, offsets[E]) are routed
-  const int32_t* order = nullptr;    // grouped row -> slot
-  uint32_t num_experts = 0;
-  uint32_t top_k = 0;
-  uint32_t max_rows = 0;             // T * top_k of the tensors (the routed rows are at most that many)
-  const uint8_t* x = nullptr;        // [T, H] FP8, 16-byte aligned rows
-  const float* sx = nullptr;         // [T, H/128]
-  uint8_t* rows = nullptr;           // [T * top_k, H] FP8, grouped order
-  float* row_scales = nullptr;       // [T * top_k, H/128]
-  uint32_t hidden = 0;
-};
-
-void launch_moe_group_rows(const MoeGroupRowsArgs& args, int num_sms, cudaStream_t stream);
-
 }  // namespace megamoe::cuda

@@ -1,10 +1,8 @@
-// The fused MoE layer on the CUDA backend (docs/NUMERICS.md section 4) in three launches, four at
-// large batches:
+// The fused MoE layer on the CUDA backend (docs/NUMERICS.md section 4) in three launches:
 //   1. moe_prepare_kernel: quantize x, clear the combine counters, zero the outputs of fully
 //      dropped tokens, and (last block) the routing metadata;
-//   (1b. at large batches, moe_group_rows_kernel: the routed rows of x copied into grouped order;)
-//   2. up-projection, routed layout, A rows gathered by token (or, after 1b, loaded by TMA),
-//      SwiGLU + top-k weight + FP8 re-quantization in the epilogue (activations stay in grouped order);
+//   2. up-projection, routed layout, A rows gathered by token, SwiGLU + top-k weight + FP8
+//      re-quantization in the epilogue (activations stay in grouped order);
 //   3. down-projection over the grouped activations, BF16 rows per slot, and the fixed-order
 //      float32 combine into y by the tile that completes each (token, n-block).
 // Every launch reads the token count on the device and all scratch is allocated here, so a
@@ -12,7 +10,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <cstdlib>
 #include <memory>
 
 #include "core/backend.h"
@@ -21,7 +18,6 @@
 #include "cuda/cuda_utils.h"
 #include "cuda/moe_kernels.h"
 #include "cuda/sm90/gemm/gemm.h"
-#include "cuda/sm90/gemm/heuristics.h"
 #include "cuda/transforms.h"
 
 namespace megamoe::cuda {
@@ -38,9 +34,8 @@ Tensor matrix_view(void* data, megamoe_dtype_t dtype, int64_t rows, int64_t cols
 }
 
 // Weight preparation, one expert at a time so that the staging stays one matrix: w13 FP8 in the
-// gate/up-interleaved row order with its 128x128 scales in gate/up-adjacent order (the scale rows of
-// gate block b and up block b next to each other: a 256-column interleaved tile reads its two rows
-// as one, sm90/gemm/variants.h), w2 FP8 with its scales.
+// gate/up-interleaved row order with its canonical 128x128 scales (the up-projection's epilogue
+// maps them), w2 FP8 with its scales.
 class WeightPreparer {
  public:
   WeightPreparer(const DeviceLimits& limits, const MoeLayerSpec& spec, cudaStream_t stream)
@@ -53,7 +48,6 @@ class WeightPreparer {
     const bool fp8 = w.w13.dtype == MEGAMOE_DTYPE_FP8_E4M3;
     if (!fp8) staging_fp8_ = DeviceArray(limits_.device, 2 * i * h);
     if (!fp8 && spec_.w13_interleaved) staging_src_ = DeviceArray(limits_.device, 2 * i * h * dtype_size(w.w13.dtype));
-    if (!fp8) staging_scales_ = DeviceArray(limits_.device, (2 * i / 128) * (h / 128) * 4);
     for (int64_t e = 0; e < e_count; ++e) {
       prepare_w13(w, e, w13.get<uint8_t>() + e * 2 * i * h, s13.get<float>() + e * (2 * i / 128) * (h / 128));
       report(2 * e + 1, total);
@@ -79,18 +73,6 @@ class WeightPreparer {
           "cudaMemcpyAsync (MoE weights)");
   }
 
-  // One expert's canonical w13 scales [2I/128, H/128] (gate rows, then up rows) into gate/up-adjacent
-  // order: canonical row b goes to row 2b, row I/128 + b to row 2b + 1.
-  void copy_scales_gate_up_adjacent(float* dst, const float* src) {
-    const int64_t blocks = spec_.intermediate / 128, cols = spec_.hidden / 128;
-    const size_t row_bytes = static_cast<size_t>(cols) * 4;
-    for (int64_t up = 0; up < 2; ++up) {
-      check(cudaMemcpy2DAsync(dst + up * cols, 2 * row_bytes, src + up * blocks * cols, row_bytes, row_bytes,
-                              static_cast<size_t>(blocks), cudaMemcpyDeviceToDevice, stream_),
-            "cudaMemcpy2DAsync (MoE w13 scales)");
-    }
-  }
-
   // Expert e of w [E, rows, cols] (FP8 + scales, or BF16/FP32) into FP8 q and scales, row order kept.
   void prepare_plain(const Tensor& w, const std::optional<Tensor>& scales, int64_t e, int64_t rows, int64_t cols,
                      uint8_t* q, float* s) {
@@ -112,10 +94,10 @@ class WeightPreparer {
     const Tensor& src = w.w13;
     const int64_t src_bytes = 2 * i * h * dtype_size(src.dtype);
     const auto* expert = static_cast<const uint8_t*>(src.data) + e * src_bytes;
-    const int64_t blocks = (2 * i / 128) * (h / 128);
     if (src.dtype == MEGAMOE_DTYPE_FP8_E4M3 && spec_.w13_interleaved) {
       copy(q, expert, src_bytes);
-      copy_scales_gate_up_adjacent(s, w.w13_scales->as<const float>() + e * blocks);
+      const int64_t blocks = (2 * i / 128) * (h / 128);
+      copy(s, w.w13_scales->as<const float>() + e * blocks, blocks * 4);
       return;
     }
     // Canonical FP8 into the staging matrix (BF16/FP32 interleaved rows are put back in canonical
@@ -127,16 +109,16 @@ class WeightPreparer {
       canonical = staging_src_.get<uint8_t>();
     }
     if (src.dtype == MEGAMOE_DTYPE_FP8_E4M3) {
-      copy_scales_gate_up_adjacent(s, w.w13_scales->as<const float>() + e * blocks);
+      const int64_t blocks = (2 * i / 128) * (h / 128);
+      copy(s, w.w13_scales->as<const float>() + e * blocks, blocks * 4);
       interleave_gate_up(matrix_view(const_cast<uint8_t*>(expert), MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h),
                          matrix_view(q, MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h), false, stream_);
       return;
     }
     quantize_weights(matrix_view(const_cast<uint8_t*>(canonical), src.dtype, 2 * i, h),
                      ScaledTensor{matrix_view(staging_fp8_.get(), MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h),
-                                  matrix_view(staging_scales_.get(), MEGAMOE_DTYPE_FP32, 2 * i / 128, h / 128)},
+                                  matrix_view(s, MEGAMOE_DTYPE_FP32, 2 * i / 128, h / 128)},
                      false, stream_);
-    copy_scales_gate_up_adjacent(s, staging_scales_.get<const float>());
     interleave_gate_up(matrix_view(staging_fp8_.get(), MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h),
                        matrix_view(q, MEGAMOE_DTYPE_FP8_E4M3, 2 * i, h), false, stream_);
   }
@@ -146,7 +128,6 @@ class WeightPreparer {
   cudaStream_t stream_;
   DeviceArray staging_fp8_;
   DeviceArray staging_src_;
-  DeviceArray staging_scales_;
 };
 
 class CudaMoeLayer final : public MoeLayer {
@@ -209,35 +190,11 @@ class CudaMoeLayer final : public MoeLayer {
     prep.y_elem_bytes = y_f32 ? 4 : 2;
     launch_moe_prepare(prep, limits_.device, limits_.num_sms, s);
 
-    const uint32_t slots = static_cast<uint32_t>(tokens) * k;
-    const uint8_t* x_rows = quantized ? args.x.as<const uint8_t>() : qx_.get<const uint8_t>();
-    const float* x_scales = quantized ? args.x_scales->as<const float>() : sx_.get<const float>();
-    const bool grouped = sm90::moe_up_rows_grouped(slots, e, std::getenv("MEGAMOE_CUDA_MOE_GROUPED_ROWS"));
-    if (grouped) {
-      // The rows in grouped order live in z's memory, which the down-projection writes only after
-      // the up-projection has read them (docs/API.md, workspace).
-      MoeGroupRowsArgs rows;
-      rows.offsets = offsets_.get<const int32_t>();
-      rows.order = order_.get<const int32_t>();
-      rows.num_experts = e;
-      rows.top_k = k;
-      rows.max_rows = slots;
-      rows.x = x_rows;
-      rows.sx = x_scales;
-      rows.rows = z_.get<uint8_t>();
-      rows.row_scales = reinterpret_cast<float*>(z_.get<uint8_t>() + uint64_t{slots} * h);
-      rows.hidden = h;
-      launch_moe_group_rows(rows, limits_.num_sms, s);
-      x_rows = rows.rows;
-      x_scales = rows.row_scales;
-    }
-
-    sm90::GemmArgs up = routed_args(grouped ? sm90::GemmEpilogue::SwigluFp8Grouped : sm90::GemmEpilogue::SwigluFp8,
-                                    slots, 2 * i, h);
+    sm90::GemmArgs up = routed_args(sm90::GemmEpilogue::SwigluFp8, static_cast<uint32_t>(tokens) * k, 2 * i, h);
     up.b = w13_.get();
     up.expert_specialization = spec_.expert_specialization_up;
-    up.params.op.a = x_rows;
-    up.params.op.sfa = x_scales;
+    up.params.op.a = quantized ? args.x.as<const uint8_t>() : qx_.get<const uint8_t>();
+    up.params.op.sfa = quantized ? args.x_scales->as<const float>() : sx_.get<const float>();
     up.params.op.sfb = s13_.get<const float>();
     up.params.routed.slot_weights = args.topk_weights.as<const float>();
     sm90::SwigluParams& act = up.params.swiglu;
@@ -250,7 +207,7 @@ class CudaMoeLayer final : public MoeLayer {
     act.clamp = spec_.activation.clamp;
     sm90::gemm(up, limits_, s);
 
-    sm90::GemmArgs down = routed_args(sm90::GemmEpilogue::CombineF32, slots, h, i);
+    sm90::GemmArgs down = routed_args(sm90::GemmEpilogue::CombineF32, static_cast<uint32_t>(tokens) * k, h, i);
     down.b = w2_.get();
     down.expert_specialization = spec_.expert_specialization_down;
     down.params.op.a = act_.get<const uint8_t>();

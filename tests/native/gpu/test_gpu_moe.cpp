@@ -6,12 +6,10 @@
 // 4096, max; clamp on and off; FP8 and BF16 weights, interleaved or not; FP8 input; DeepSeek-V3
 // (H 7168, I 2048, E 32/256, k 8) and Qwen3-235B (H 4096, I 1536, E 128, k 8) shapes. Determinism
 // (two runs bitwise equal), batch independence (a token alone and inside a batch bitwise equal),
-// the up-projection's grouped and gathered A rows bitwise equal, expert counts, the device token
-// count, and a CUDA graph replayed with other routings and counts.
+// expert counts, the device token count, and a CUDA graph replayed with other routings and counts.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -422,70 +420,6 @@ TEST_F(GpuMoe, ExpertCountsAndDeviceTokenCount) {
   head.T = valid;
   HostVec<uint16_t> mine(y.begin(), y.begin() + valid * s.H);
   expect_close(w, {200}, head, mine, cpu_forward(cpu.layer, s, head), false);
-}
-
-// The up-projection's two ways to its A rows (sm90/gemm/heuristics.h moe_up_rows_grouped), forced
-// through MEGAMOE_CUDA_MOE_GROUPED_ROWS: gathered by token in the GEMM, or copied into grouped order
-// first and loaded by TMA. Both read the same codes and scales in the same order, so they agree
-// bitwise, for BF16 and FP8 input, scales by TMA (H/128 a multiple of 4) and by cp.async (H = 384),
-// wide tiles (expert specialization), dropped slots and one token; and both match the CPU backend.
-TEST_F(GpuMoe, GroupedRowsEqualGatheredRows) {
-  MMT_SEED_TRACE(seed_);
-  mmt::Rng rng(seed_);
-  struct EnvGuard {
-    ~EnvGuard() { unsetenv("MEGAMOE_CUDA_MOE_GROUPED_ROWS"); }
-  } env_guard;
-  for (const auto& [s, es] : {std::pair<Shape, uint32_t>{Shape{8, 4, 512, 256}, 0u},
-                              {Shape{8, 4, 384, 256}, 0u},
-                              {Shape{8, 4, 512, 256}, MEGAMOE_MOE_EXPERT_SPECIALIZATION_UP}}) {
-    SCOPED_TRACE(testing::Message() << "H=" << s.H << " ES flags " << es);
-    const Weights w = make_weights(rng, s);
-    LayerConfig lc{700, 0.0f, 1.0f, true, false};
-    lc.specialization = es;
-    Layer gpu(c(), c().gpu, w, lc);
-    Layer cpu(c(), c().cpu, w, {700, 0.0f, 1.0f, true, false});
-    ASSERT_EQ(gpu.status, MEGAMOE_SUCCESS) << megamoe_last_error_message();
-    ASSERT_EQ(cpu.status, MEGAMOE_SUCCESS) << megamoe_last_error_message();
-    DeviceBatch dev(c(), s, 700);
-    for (const auto& [routing, T] : {std::pair<Routing, int64_t>{Routing::Skewed, 700}, {Routing::Dropped, 333},
-                                     {Routing::Uniform, 1}, {Routing::OneExpert, 64}}) {
-      SCOPED_TRACE(testing::Message() << routing_name(routing) << " T=" << T);
-      const Batch b = make_batch(rng, s, T, routing);
-      dev.upload(b);
-      HostVec<uint16_t> y[2];
-      for (const int grouped : {0, 1}) {
-        setenv("MEGAMOE_CUDA_MOE_GROUPED_ROWS", grouped ? "1" : "0", 1);
-        dev.y->poison();
-        MMT_OK(dev.forward(gpu.layer, T));
-        y[grouped] = dev.y->download<uint16_t>(T * s.H);
-      }
-      EXPECT_TRUE(mmt::bf16_bits_equal(y[1].data(), y[0].data(), T * s.H)) << "grouped and gathered rows differ";
-      expect_close(w, lc, b, y[1], cpu_forward(cpu.layer, s, b), true);
-
-      // FP8 input: x quantized by the reference quantizer, the same codes both ways.
-      const auto xf = mmt::from_bf16(b.x);
-      HostVec<uint8_t> q(static_cast<std::size_t>(T * s.H));
-      HostVec<float> qs(static_cast<std::size_t>(T * s.H / 128));
-      mmt::ref_quantize_activations(xf.data(), T, s.H, false, q.data(), qs.data());
-      const auto dq = to_device(c().gpu, q);
-      const auto dqs = to_device(c().gpu, qs);
-      const auto xt = dq->tensor(MEGAMOE_DTYPE_FP8_E4M3, {T, s.H});
-      const auto st = dqs->tensor(MEGAMOE_DTYPE_FP32, {T, s.H / 128});
-      const auto it = dev.idx->tensor(MEGAMOE_DTYPE_INT32, {T, s.k});
-      const auto wt = dev.w->tensor(MEGAMOE_DTYPE_FP32, {T, s.k});
-      const auto yt = dev.y->tensor(MEGAMOE_DTYPE_BF16, {T, s.H});
-      HostVec<uint16_t> yq[2];
-      for (const int grouped : {0, 1}) {
-        setenv("MEGAMOE_CUDA_MOE_GROUPED_ROWS", grouped ? "1" : "0", 1);
-        dev.y->poison();
-        MMT_OK(megamoe_moe_layer_forward(gpu.layer, &xt, &st, &it, &wt, &yt, nullptr, nullptr, nullptr));
-        yq[grouped] = dev.y->download<uint16_t>(T * s.H);
-      }
-      EXPECT_TRUE(mmt::bf16_bits_equal(yq[1].data(), yq[0].data(), T * s.H)) << "FP8 input: grouped and gathered differ";
-      // The layer quantizes BF16 x with the same 1x128 rule (docs/NUMERICS.md section 4 step 1).
-      EXPECT_TRUE(mmt::bf16_bits_equal(yq[1].data(), y[1].data(), T * s.H)) << "FP8 input differs from BF16 input";
-    }
-  }
 }
 
 TEST_F(GpuMoe, GraphCaptureAndReplay) {

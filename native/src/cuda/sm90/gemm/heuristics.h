@@ -283,16 +283,4 @@ inline GemmChoice choose_gemm(const GemmRequest& r, const GemmTileOverride& forc
   return {narrow, 1};
 }
 
-// The MoE layer's up-projection: its A rows copied into grouped order by one more launch and then
-// loaded by TMA (SwigluFp8Grouped), or gathered by token by the GEMM's producers (SwigluFp8).
-// Gathering costs the producer warps' issue slots on every row of every stage, copying one pass
-// over the slots' rows; grouped where the experts average at least kMoeGroupedMinSlotsPerExpert
-// slots (bench/NOTES.md, run 92). `forced` ("0" or "1", MEGAMOE_CUDA_MOE_GROUPED_ROWS for tests
-// and benchmarks) decides instead; anything else is ignored.
-constexpr int64_t kMoeGroupedMinSlotsPerExpert = 256;
-inline bool moe_up_rows_grouped(int64_t slots, int64_t experts, const char* forced = nullptr) {
-  if (forced != nullptr && (forced[0] == '0' || forced[0] == '1') && forced[1] == '\0') return forced[0] == '1';
-  return slots >= kMoeGroupedMinSlotsPerExpert * experts;
-}
-
 }  // namespace megamoe::cuda::sm90

@@ -102,7 +102,7 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
         const Fragment frag{t.r0, lane % 4, t.first_wave, t.last_wave};
         if constexpr (kEpi == GemmEpilogue::RoutedBf16) {
           epilogue_routed_bf16<BN, Cfg::kWaveN>(p, work, frag, accum);
-        } else if constexpr (epilogue_swiglu(kEpi)) {
+        } else if constexpr (kEpi == GemmEpilogue::SwigluFp8) {
           epilogue_swiglu_fp8<kMathThreads>(p, work, frag, accum, t.wide, reinterpret_cast<float*>(smem.d),
                                             Cfg::kEpilogueBarrier);
         } else {

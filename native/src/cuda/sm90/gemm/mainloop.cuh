@@ -136,7 +136,7 @@ __device__ __forceinline__ void run_mainloop_rows(const KernelParams& p, const S
         float* acc = accum + w * (kWaveN / 2);
 #pragma unroll
         for (uint32_t i = 0; i < kWaveN / 8; ++i) {
-          const float b = epilogue_swiglu(Cfg::kEpi) ? sb[i % 2] : sb[w];
+          const float b = Cfg::kEpi == GemmEpilogue::SwigluFp8 ? sb[i % 2] : sb[w];
           const float s0 = sa0 * b;
           const float s1 = sa1 * b;
           acc[4 * i + 0] = __fmaf_rn(s0, partial[4 * i + 0], acc[4 * i + 0]);

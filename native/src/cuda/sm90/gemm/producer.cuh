@@ -98,12 +98,20 @@ __device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, con
       if (sfa_valid) sfa_row = p.op.sfa + static_cast<uint64_t>(static_cast<uint32_t>(my_rows[lane])) * num_kb;
     }
     const int32_t b_row = static_cast<int32_t>(static_cast<uint32_t>(group) * p.layout.n + work.n_block * BN);
-    // The tile's B scales: one row of the [N/128, K/128] scale matrix per N-wave, rows sfb_row0 + w
-    // (for SwiGLU the gate and the up row of the tile's interleaved columns: the layer stores them
-    // adjacent, variants.h). Without TMA, lanes 0 .. kNWaves-1 of warp 0 copy them with each K block.
+    // Without TMA, lanes 0 .. kNWaves-1 of warp 0 copy the tile's B scales with each K block: one row of the
+    // [N/128, K/128] scale matrix per N-wave; for SwiGLU the gate and the up row of the canonical
+    // (non-interleaved) scales, since the tile's interleaved columns are gate and up rows
+    // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
     const bool stages_sfb = producer_warp == 0 && lane < kNWaves && !kScalesByTma;
-    const uint32_t sfb_row0 = group * (p.layout.n / 128) + (work.n_block * BN) / 128;
-    const float* sfb_row = stages_sfb ? p.op.sfb + static_cast<uint64_t>(sfb_row0 + lane) * num_kb : p.op.sfb;
+    const uint32_t sfb_row0 = group * (p.layout.n / 128) + (work.n_block * BN) / 128;  // N-wave 0's scale row
+    const float* sfb_row = p.op.sfb;
+    if (stages_sfb) {
+      uint32_t scale_row = sfb_row0 + lane;
+      if constexpr (Cfg::kEpi == GemmEpilogue::SwigluFp8) {
+        scale_row = group * (p.layout.n / 128) + work.n_block + lane * (p.swiglu.act_cols / 128);
+      }
+      sfb_row = p.op.sfb + static_cast<uint64_t>(scale_row) * num_kb;
+    }
     scales.begin_tile(k_blocks.begin);
     for (uint32_t kb = k_blocks.begin; kb < k_blocks.end; ++kb) {
       const uint32_t stage = pipe.stage;

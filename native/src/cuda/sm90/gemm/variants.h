@@ -26,24 +26,16 @@ enum class GemmEpilogue : int32_t {
   RoutedBf16 = 1,
   // MoE up-projection: A rows gathered; on gate/up-interleaved columns the clamped activation times
   // the top-k weight, re-quantized to FP8 with 1x128 scales, rows in grouped order (section 4,
-  // steps 2-4). Needs BLOCK_N = 256: one tile is one 128-column quantization group. The B scales
-  // are read with the gate and up rows of each 128-row block adjacent (the layer stores them so).
+  // steps 2-4). Needs BLOCK_N = 256: one tile is one 128-column quantization group.
   SwigluFp8 = 2,
   // MoE down-projection: BF16 rows per slot, then the last tile of each (token, n-block) sums the
   // token's slots in slot order, in float32, into BF16 y (section 4, steps 5-6).
   CombineF32 = 3,
-  // SwigluFp8 over A rows the layer has already copied into grouped order: loaded by TMA like a
-  // contiguous layout's, where gathering producers fell behind at large batches (bench/NOTES.md, run 92).
-  SwigluFp8Grouped = 4,
 };
 
 // Epilogues that gather A rows by token (cp.async from the producer warps) instead of a TMA load.
 constexpr bool epilogue_gathers_a(GemmEpilogue e) {
   return e == GemmEpilogue::RoutedBf16 || e == GemmEpilogue::SwigluFp8;
-}
-// The SwiGLU + FP8 re-quantization epilogues (A gathered or grouped).
-constexpr bool epilogue_swiglu(GemmEpilogue e) {
-  return e == GemmEpilogue::SwigluFp8 || e == GemmEpilogue::SwigluFp8Grouped;
 }
 // Epilogues that stage the output tile in shared memory for a TMA store.
 constexpr bool epilogue_tma_store(GemmEpilogue e) { return e == GemmEpilogue::Bf16; }
@@ -92,7 +84,6 @@ inline constexpr GemmVariantRow kGemmVariantRows[] = {
   {kind_bit(GemmKind::SplitK),    GemmEpilogue::Bf16,       {{128, 256}, {128, 128}, {128, 64}, {128, 32}, {64, 128}, {64, 64}, {64, 32}}, 7, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::RoutedBf16, {{128, 256}, {128, 128}},                                                      2, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::SwigluFp8,  {{128, 256}},                                                                  1, 0b010},
-  {kind_bit(GemmKind::Routed),    GemmEpilogue::SwigluFp8Grouped, {{128, 256}},                                                            1, 0b010},
   {kind_bit(GemmKind::Routed),    GemmEpilogue::CombineF32, {{128, 256}, {128, 128}},                                                      2, 0b010},
   {kTallTileLayouts,              GemmEpilogue::Bf16,       {{192, 128}},                                                                  1, 0b010},
 };
@@ -155,7 +146,7 @@ constexpr bool gemm_variant_valid(const GemmVariant& v) {
   const bool routed_ok = v.epilogue == GemmEpilogue::Bf16 ? v.kind != GemmKind::Routed
                                                           : v.kind == GemmKind::Routed && v.block_m == 128 &&
                                                                 v.multicast == 1;
-  const bool swiglu_ok = !epilogue_swiglu(v.epilogue) || v.block_n == 256;
+  const bool swiglu_ok = v.epilogue != GemmEpilogue::SwigluFp8 || v.block_n == 256;
   return (shape_ok || tall_ok) && multicast_ok && split_ok && routed_ok && swiglu_ok;
 }
 
