@@ -27,17 +27,16 @@
 
 namespace megamoe::cuda::sm90 {
 
-template <class Cfg, bool kScalesByTma>
-__device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, const CUtensorMap& tmap_b,
-                                                  const CUtensorMap& tmap_sfa, const CUtensorMap& tmap_sfb,
-                                                  const KernelParams& p, const SharedStorage<Cfg>& smem,
-                                                  uint32_t producer_warp, uint32_t lane) {
+template <class Cfg>
+__device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CUtensorMap& tmap_b,
+                                             const CUtensorMap& tmap_sfa, const CUtensorMap& tmap_sfb,
+                                             const KernelParams& p, const SharedStorage<Cfg>& smem,
+                                             uint32_t producer_warp, uint32_t lane) {
   constexpr GemmKind kKind = Cfg::kKind;
   constexpr uint32_t BM = Cfg::kBlockM, BN = Cfg::kBlockN, kMulticast = Cfg::kMulticast;
   constexpr uint32_t kNWaves = Cfg::kNWaves;
   constexpr uint32_t kBytesA = Cfg::kBytesA, kBytesB = Cfg::kBytesB;
   constexpr bool kGather = Cfg::kGather;
-  static_assert(!(kGather && kScalesByTma), "gathering producers copy their scales per token");
   if (!kGather && producer_warp != 0) return;
 
   const uint32_t num_kb = p.layout.k / kGemmBlockK;
@@ -57,6 +56,8 @@ __device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, con
   const uint32_t a_dst_even = a_base + swizzle128_offset(row0, chunk);
   const uint32_t a_dst_odd = a_base + swizzle128_offset(row0 + 4, chunk);
 
+  // Scales by TMA: lane 0 copies a slot's A and B scales with the first of its K blocks.
+  const bool scales_by_tma = !kGather && p.op.scales_by_tma;
   constexpr uint32_t kSfaSlotBytes = SharedStorage<Cfg>::kSfaSlotFloats * 4;
   constexpr uint32_t kSfbSlotBytes = SharedStorage<Cfg>::kSfbSlotFloats * 4;
 
@@ -102,7 +103,7 @@ __device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, con
     // [N/128, K/128] scale matrix per N-wave; for SwiGLU the gate and the up row of the canonical
     // (non-interleaved) scales, since the tile's interleaved columns are gate and up rows
     // [128 n_block, 128 n_block + 128) of w13 (core/layouts.h).
-    const bool stages_sfb = producer_warp == 0 && lane < kNWaves && !kScalesByTma;
+    const bool stages_sfb = producer_warp == 0 && lane < kNWaves && !scales_by_tma;
     const uint32_t sfb_row0 = group * (p.layout.n / 128) + (work.n_block * BN) / 128;  // N-wave 0's scale row
     const float* sfb_row = p.op.sfb;
     if (stages_sfb) {
@@ -119,7 +120,7 @@ __device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, con
       uint32_t bytes = kGather ? kBytesB : kBytesA + kBytesB;  // lane 0's TMA bytes
       if (producer_warp == 0 && lane == 0) {
         uint64_t* bar = reinterpret_cast<uint64_t*>(&smem.full[stage]);
-        if (kScalesByTma && (scales.block == 0 || kb == k_blocks.begin)) {
+        if (scales_by_tma && (scales.block == 0 || kb == k_blocks.begin)) {
           // The slot's whole box of 4 K blocks; this CTA's own scale rows, also under multicast (the
           // pair shares the rows, not the B rows).
           const int32_t kb0 = static_cast<int32_t>(kb - scales.block);
@@ -161,7 +162,7 @@ __device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, con
           }
         }
         if (sfa_valid) cp_async_4(sfa_dst + (producer_warp * 32 + lane) * (kGemmScaleChunk * 4), sfa_row + kb, 4u);
-      } else if (!kScalesByTma) {
+      } else if (!scales_by_tma) {
         // A scales straight from the row-major [rows, K/128] tensor, asynchronously: the producer
         // never waits on their latency (a plain load here serializes every stage on it).
         if constexpr (BM <= 128) {
@@ -184,30 +185,13 @@ __device__ __forceinline__ void run_producer_loop(const CUtensorMap& tmap_a, con
           }
         }
       }
-      if (!kScalesByTma) cp_async_arrive_noinc(full_base + stage * 8);
+      if (!scales_by_tma) cp_async_arrive_noinc(full_base + stage * 8);
       if (producer_warp == 0 && lane == 0) smem.full[stage].arrive_and_expect_tx(bytes);
       scales.advance();
       pipe.advance();
     }
     scales.end_tile();
   }
-}
-
-// The TMA and the cp.async scale paths are separate loops: compiled as one, the 40-register
-// producer kept the cp.async path's addresses live in the TMA loop too and spilled (bench/NOTES.md,
-// run 92).
-template <class Cfg>
-__device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CUtensorMap& tmap_b,
-                                             const CUtensorMap& tmap_sfa, const CUtensorMap& tmap_sfb,
-                                             const KernelParams& p, const SharedStorage<Cfg>& smem,
-                                             uint32_t producer_warp, uint32_t lane) {
-  if constexpr (!Cfg::kGather) {
-    if (p.op.scales_by_tma) {
-      run_producer_loop<Cfg, true>(tmap_a, tmap_b, tmap_sfa, tmap_sfb, p, smem, producer_warp, lane);
-      return;
-    }
-  }
-  run_producer_loop<Cfg, false>(tmap_a, tmap_b, tmap_sfa, tmap_sfb, p, smem, producer_warp, lane);
 }
 
 }  // namespace megamoe::cuda::sm90
