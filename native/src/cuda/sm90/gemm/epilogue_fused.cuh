@@ -30,26 +30,6 @@ struct Fragment {
   uint32_t last_wave;
 };
 
-// The slots of a math thread's tile rows (row_slot), loaded before the mainloop: read in the
-// epilogue, each load's latency (and the top-k weight's behind it) kept the tensor cores idle at
-// every tile's end (bench/NOTES.md, run 98). 0 for rows outside the segment.
-struct RowSlots {
-  int32_t fragment[2];  // rows r0 and r0 + 8
-  int32_t combine;      // row threadIdx.x (< BLOCK_M) of combine_tile_tokens
-};
-template <uint32_t BM>
-__device__ __forceinline__ RowSlots load_row_slots(const KernelParams& p, const TileWork& work, uint32_t r0) {
-  RowSlots s{{0, 0}, 0};
-#pragma unroll
-  for (uint32_t h = 0; h < 2; ++h) {
-    const uint32_t row = work.row_begin + r0 + 8 * h;
-    if (row < work.row_end) s.fragment[h] = __ldg(p.routed.row_slot + row);
-  }
-  const uint32_t row = work.row_begin + threadIdx.x;
-  if (threadIdx.x < BM && row < work.row_end) s.combine = __ldg(p.routed.row_slot + row);
-  return s;
-}
-
 // Transposes 4 x 4 words over the four lanes of a quad: afterwards lane q holds the words v[q] of
 // lanes 0..3, in lane order (two butterfly stages, 4 shuffles). Turns the fragment's 4-byte column
 // pairs into 16-byte row pieces: one store per lane instead of four, each covering whole sectors.
@@ -84,16 +64,19 @@ __device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], uint32_t q) {
 // 4g + q).
 template <uint32_t BN, uint32_t kWaveN, bool kRouted>
 __device__ __forceinline__ void store_slot_rows_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                     const RowSlots& slots, const float* acc, __nv_bfloat16* base) {
+                                                     const float* acc, __nv_bfloat16* base) {
   static_assert(kWaveN % 32 == 0, "a wave is whole groups of 4 chunks");
 #pragma unroll
   for (uint32_t h = 0; h < 2; ++h) {
     // Every lane of the quad joins the shuffles; only rows inside the segment are written.
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
     const bool valid = row < work.row_end;
-    const int32_t slot = slots.fragment[h];
+    int32_t slot = 0;
     float w = 1.0f;
-    if (valid && kRouted && work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
+    if (valid) {
+      slot = __ldg(p.routed.row_slot + row);
+      if (kRouted && work.group >= 0 && p.routed.slot_weights != nullptr) w = __ldg(p.routed.slot_weights + slot);
+    }
     __nv_bfloat16* dst = base + static_cast<uint64_t>(slot) * p.layout.n + work.n_block * BN;
 #pragma unroll
     for (uint32_t wave = 0; wave < BN / kWaveN; ++wave) {
@@ -125,8 +108,8 @@ __device__ __forceinline__ void store_slot_rows_bf16(const KernelParams& p, cons
 // RoutedBf16: d[slot] = bf16(w[slot] * acc); rows of the dropped segment (group -1) are +0.0.
 template <uint32_t BN, uint32_t kWaveN>
 __device__ __forceinline__ void epilogue_routed_bf16(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                     const RowSlots& slots, const float* acc) {
-  store_slot_rows_bf16<BN, kWaveN, true>(p, work, f, slots, acc, p.op.d);
+                                                     const float* acc) {
+  store_slot_rows_bf16<BN, kWaveN, true>(p, work, f, acc, p.op.d);
 }
 
 // docs/NUMERICS.md section 4 step 3, in float32, with the sigmoid from the SFU's exp2 and reciprocal
@@ -152,8 +135,7 @@ __device__ __forceinline__ float gated_activation(float g, float u, const Kernel
 // a row pair's 64 activations next to the 128 accumulators spilled 288 bytes (bench/NOTES.md, runs 62, 67).
 template <uint32_t kMathThreads>
 __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                    const RowSlots& slots, float* acc, bool wide, float* exchange,
-                                                    uint32_t barrier) {
+                                                    float* acc, bool wide, float* exchange, uint32_t barrier) {
   constexpr uint32_t kWaveN = 128;
   float amax_row[2];
 #pragma unroll
@@ -161,7 +143,7 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
     const uint32_t row = work.row_begin + f.r0 + 8 * h;
     const bool valid = row < work.row_end;
     float weight = 0.0f;
-    if (valid) weight = __ldg(p.routed.slot_weights + slots.fragment[h]) * p.swiglu.weight_scale;
+    if (valid) weight = __ldg(p.routed.slot_weights + __ldg(p.routed.row_slot + row)) * p.swiglu.weight_scale;
     float amax = 0.0f;
 #pragma unroll
     for (uint32_t wave = 0; wave < 2; ++wave) {
@@ -227,8 +209,8 @@ __device__ __forceinline__ void epilogue_swiglu_fp8(const KernelParams& p, const
 // runs after a barrier of all math threads.
 template <uint32_t BN, uint32_t kWaveN>
 __device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const TileWork& work, const Fragment& f,
-                                                 const RowSlots& slots, const float* acc) {
-  store_slot_rows_bf16<BN, kWaveN, false>(p, work, f, slots, acc, p.combine.z);
+                                                 const float* acc) {
+  store_slot_rows_bf16<BN, kWaveN, false>(p, work, f, acc, p.combine.z);
 }
 
 // CombineF32, part 2, by all kMathThreads math threads: each tile row counts its (token, n-block)
@@ -237,8 +219,8 @@ __device__ __forceinline__ void epilogue_store_z(const KernelParams& p, const Ti
 // fixed order whoever completes it, so y is bitwise reproducible. `list` holds 2 * BLOCK_M + 1 ints
 // of shared memory; `barrier` is a named barrier id of the math threads.
 template <uint32_t BM, uint32_t BN, uint32_t kMathThreads>
-__device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const TileWork& work, const RowSlots& slots,
-                                                    int32_t* list, uint32_t barrier) {
+__device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const TileWork& work, int32_t* list,
+                                                    uint32_t barrier) {
   const uint32_t tid = threadIdx.x;
   int32_t* masks = list + BM;
   int32_t* count = list + 2 * BM;
@@ -248,7 +230,7 @@ __device__ __forceinline__ void combine_tile_tokens(const KernelParams& p, const
   if (tid < BM) {
     const uint32_t row = work.row_begin + tid;
     if (row < work.row_end) {
-      const uint32_t t = static_cast<uint32_t>(slots.combine) / p.routed.top_k;
+      const uint32_t t = static_cast<uint32_t>(__ldg(p.routed.row_slot + row)) / p.routed.top_k;
       const uint32_t mask = __ldg(p.combine.token_masks + t);
       const int32_t done =
           atomic_add_acq_rel_gpu(p.combine.counters + static_cast<uint64_t>(t) * (p.layout.n / BN) + work.n_block, 1) + 1;

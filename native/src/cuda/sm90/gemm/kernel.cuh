@@ -94,8 +94,6 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     while (scheduler.next(work)) {
       const MathTile t = math_tile<Cfg>(p, work, rows_ahead, warp, lane, wg);
       if constexpr (kKind == GemmKind::Contiguous) rows_ahead.load_next(p, scheduler, lane);
-      RowSlots slots{{0, 0}, 0};
-      if constexpr (kEpi != GemmEpilogue::Bf16 && !kernel_can_split_k<Cfg>()) slots = load_row_slots<BM>(p, work, t.r0);
       float accum[BN / 2];
       run_mainloop<Cfg>(p, smem, pipe, scales, t, accum);
       if constexpr (kernel_can_split_k<Cfg>()) {
@@ -106,14 +104,13 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
       } else {
         const Fragment frag{t.r0, lane % 4, t.first_wave, t.last_wave};
         if constexpr (kEpi == GemmEpilogue::RoutedBf16) {
-          epilogue_routed_bf16<BN, Cfg::kWaveN>(p, work, frag, slots, accum);
+          epilogue_routed_bf16<BN, Cfg::kWaveN>(p, work, frag, accum);
         } else if constexpr (kEpi == GemmEpilogue::SwigluFp8) {
-          epilogue_swiglu_fp8<kMathThreads>(p, work, frag, slots, accum, t.wide, reinterpret_cast<float*>(smem.d),
+          epilogue_swiglu_fp8<kMathThreads>(p, work, frag, accum, t.wide, reinterpret_cast<float*>(smem.d),
                                             Cfg::kEpilogueBarrier);
         } else {
-          epilogue_store_z<BN, Cfg::kWaveN>(p, work, frag, slots, accum);
-          combine_tile_tokens<BM, BN, kMathThreads>(p, work, slots, reinterpret_cast<int32_t*>(smem.d),
-                                                    Cfg::kEpilogueBarrier);
+          epilogue_store_z<BN, Cfg::kWaveN>(p, work, frag, accum);
+          combine_tile_tokens<BM, BN, kMathThreads>(p, work, reinterpret_cast<int32_t*>(smem.d), Cfg::kEpilogueBarrier);
         }
       }
     }
