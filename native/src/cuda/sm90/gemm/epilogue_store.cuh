@@ -28,10 +28,16 @@ __device__ __forceinline__ void epilogue_store_bf16(const CUtensorMap& tmap_d, c
   constexpr uint32_t kChunksPerAtomRow = kSwizzleD / 16;
   // Rows that must read as zero: contiguous rows of another (or no) expert.
   if constexpr (Cfg::kKind == GemmKind::Contiguous) {
+    const int32_t* m_indices = static_cast<const int32_t*>(p.layout.groups_data);
+    const uint32_t row0 = work.row_begin + t.r0, row1 = row0 + 8;
+    const bool ok0 = t.group >= 0 && row0 < p.layout.rows &&
+                     contiguous_row_group(__ldg(m_indices + row0), p.layout.groups) == t.group;
+    const bool ok1 = t.group >= 0 && row1 < p.layout.rows &&
+                     contiguous_row_group(__ldg(m_indices + row1), p.layout.groups) == t.group;
 #pragma unroll
     for (uint32_t i = 0; i < BN / 8; ++i) {
-      if (!t.keep_r0) accum[4 * i + 0] = 0.0f, accum[4 * i + 1] = 0.0f;
-      if (!t.keep_r1) accum[4 * i + 2] = 0.0f, accum[4 * i + 3] = 0.0f;
+      if (!ok0) accum[4 * i + 0] = 0.0f, accum[4 * i + 1] = 0.0f;
+      if (!ok1) accum[4 * i + 2] = 0.0f, accum[4 * i + 3] = 0.0f;
     }
   }
 

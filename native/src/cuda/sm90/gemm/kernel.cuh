@@ -88,12 +88,9 @@ __global__ void __launch_bounds__(GemmConfig<kKind, BM, BN, kMulticast, kEpi>::k
     PipelineState<Cfg::kStages> pipe;
     ScaleSlotState<Cfg::kStages> scales;
     TileWork work;
-    ContiguousTileRows<BM> rows_ahead;
-    if constexpr (kKind == GemmKind::Contiguous) rows_ahead.load_next(p, scheduler, lane);
     bool split_reduced = false;
     while (scheduler.next(work)) {
-      const MathTile t = math_tile<Cfg>(p, work, rows_ahead, warp, lane, wg);
-      if constexpr (kKind == GemmKind::Contiguous) rows_ahead.load_next(p, scheduler, lane);
+      const MathTile t = math_tile<Cfg>(p, work, warp, lane, wg);
       float accum[BN / 2];
       run_mainloop<Cfg>(p, smem, pipe, scales, t, accum);
       if constexpr (kernel_can_split_k<Cfg>()) {

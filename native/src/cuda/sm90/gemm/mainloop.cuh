@@ -35,15 +35,12 @@ struct MathTile {
   uint32_t r0;          // tile-local row of acc[.. + {0, 1}]; r0 + 8 holds acc[.. + {2, 3}]
   uint32_t first_wave;  // N-waves [first_wave, last_wave] are this warpgroup's
   uint32_t last_wave;
-  bool keep_r0;         // false: row r0 belongs to another (or no) group of a contiguous layout, written as zeros
-  bool keep_r1;         // the same for row r0 + 8
 };
 
-// Warp-collective (contiguous layouts: `rows` holds the tile's row groups).
+// Warp-collective (contiguous layouts read m_indices with every lane).
 template <class Cfg>
-__device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileWork& work,
-                                              const ContiguousTileRows<Cfg::kBlockM>& rows, uint32_t warp,
-                                              uint32_t lane, uint32_t wg) {
+__device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileWork& work, uint32_t warp, uint32_t lane,
+                                              uint32_t wg) {
   MathTile t;
   t.group = __shfl_sync(0xFFFFFFFFu, work.group, 0);  // warp-uniform, like wg_active below
   // Warp-uniform through lane 0 like the group: run_mainloop branches on it.
@@ -52,13 +49,11 @@ __device__ __forceinline__ MathTile math_tile(const KernelParams& p, const TileW
   t.r0 = share.a_row_base + (warp % 4) * 16 + lane / 4;
   t.first_wave = share.first_wave;
   t.last_wave = share.last_wave;
-  t.keep_r0 = t.keep_r1 = true;
   if constexpr (Cfg::kKind == GemmKind::Contiguous) {
     int32_t wg_group;
-    rows.tile_groups(p.layout.groups, lane, wg, t.group, wg_group);
+    contiguous_tile_groups<Cfg::kBlockM>(static_cast<const int32_t*>(p.layout.groups_data), p.layout.rows,
+                                         p.layout.groups, work.row_begin, lane, wg, t.group, wg_group);
     t.wg_active = wg_group >= 0;
-    t.keep_r0 = t.group >= 0 && rows.row_group(p.layout.groups, t.r0) == t.group;
-    t.keep_r1 = t.group >= 0 && rows.row_group(p.layout.groups, t.r0 + 8) == t.group;
   } else {
     // Broadcast from lane 0 so that ptxas sees a warp-uniform branch around the wgmma chains:
     // measured 3 % faster on dense and 7 % on masked shapes (bench/NOTES.md, run 30); branches it

@@ -65,14 +65,12 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
   PipelineState<Cfg::kStages> pipe;
   ScaleSlotState<Cfg::kStages> scales;
   TileWork work;
-  ContiguousTileRows<BM> rows_ahead;
-  if constexpr (kKind == GemmKind::Contiguous) rows_ahead.load_next(p, scheduler, lane);
   while (scheduler.next(work)) {
     int32_t group = work.group;
     if constexpr (kKind == GemmKind::Contiguous) {
       int32_t unused;
-      rows_ahead.tile_groups(p.layout.groups, lane, 0, group, unused);
-      rows_ahead.load_next(p, scheduler, lane);
+      contiguous_tile_groups<BM>(static_cast<const int32_t*>(p.layout.groups_data), p.layout.rows, p.layout.groups,
+                                 work.row_begin, lane, 0, group, unused);
     }
     if (group < 0) continue;  // zero tile: nothing to load
     // Gathering, per tile: the tokens of this lane's rows r_j (bit j of row_bits: r_j is inside the
@@ -126,9 +124,9 @@ __device__ __forceinline__ void run_producer(const CUtensorMap& tmap_a, const CU
           // The slot's whole box of 4 K blocks; this CTA's own scale rows, also under multicast (the
           // pair shares the rows, not the B rows).
           const int32_t kb0 = static_cast<int32_t>(kb - scales.block);
-          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfa, bar, hint, smem.sfa + scales.slot * SharedStorage<Cfg>::kSfaSlotFloats, kb0,
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfa, bar, hint, smem.sfa + scales.slot * (kSfaSlotBytes / 4), kb0,
                                        static_cast<int32_t>(work.row_begin));
-          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfb, bar, hint, smem.sfb + scales.slot * SharedStorage<Cfg>::kSfbSlotFloats, kb0,
+          cute::SM90_TMA_LOAD_2D::copy(&tmap_sfb, bar, hint, smem.sfb + scales.slot * (kSfbSlotBytes / 4), kb0,
                                        static_cast<int32_t>(sfb_row0));
           bytes += BM * kGemmScaleChunk * 4 + kNWaves * kGemmScaleChunk * 4;
         }

@@ -1,6 +1,6 @@
 // The persistent tile scheduler of the SM90 GEMM kernel: CTA c walks the tiles c, c + gridDim.x, ...
 // of the numbering in schedule.h (the index math, CPU-tested); producer and math warps each run one
-// and agree on every tile. Plus the contiguous layout's per-tile group lookup, one tile ahead.
+// and agree on every tile. Plus the contiguous layout's per-tile group lookup.
 #pragma once
 
 #include <cstdint>
@@ -69,12 +69,6 @@ class TileScheduler {
         walker_(make_segments(p), num_segments(p), BM, p.layout.n / BN, p.layout.band, kMulticast,
                 kKind == GemmKind::Routed ? p.routed.narrow_m : 0) {}
 
-  // The tile next() returns next, without moving on (dense and contiguous layouts only).
-  __device__ bool peek(TileWork& work) const {
-    static_assert(kKind == GemmKind::Dense || kKind == GemmKind::Contiguous, "peek walks no segments");
-    return dense_tile(blockIdx.x + iteration_ * gridDim.x, rows_, BM, n_blocks_, band_, work, kMulticast);
-  }
-
   __device__ bool next(TileWork& work) {
     if constexpr (kKind == GemmKind::SplitK) {
       // The splits CTAs of a cluster share its tile (schedule.h split_k_range).
@@ -122,54 +116,22 @@ class TileScheduler {
   SegmentWalker<Segments> walker_;
 };
 
-// Contiguous layout: the m_indices of a tile's BLOCK_M rows (lane holds rows lane * kPerLane + j),
-// read one tile ahead of their use. Read when the tile starts, these loads put a global memory
-// latency in front of every tile's first MMA, with the tensor cores idle, and another in front of
-// the producer's first load of the tile (bench/NOTES.md, run 98). The indices are kept as read and
-// checked only where used, so that nothing waits for the loads before then. Warp-collective: every
-// lane of the calling warp calls each member.
+// Contiguous layout: the tile's expert and whether a warpgroup's 64 rows hold any valid row.
+// Warp-collective: every lane of the calling warp must call it.
 template <uint32_t BM>
-struct ContiguousTileRows {
-  static constexpr uint32_t kPerLane = BM / 32;
-  int32_t index[kPerLane];  // m_indices of the rows (the last row's for rows past it)
-  uint32_t valid;           // the tile's rows inside the layout; 0: no tile
-
-  // The rows of the tile the scheduler hands out next.
-  template <class Scheduler>
-  __device__ __forceinline__ void load_next(const KernelParams& p, const Scheduler& scheduler, uint32_t lane) {
-    TileWork work{};
-    valid = 0;
+__device__ __forceinline__ void contiguous_tile_groups(const int32_t* m_indices, uint32_t rows, uint32_t groups,
+                                                       uint32_t row_begin, uint32_t lane, uint32_t wg,
+                                                       int32_t& tile_group, int32_t& wg_group) {
+  constexpr uint32_t kPerLane = BM / 32;
+  int32_t v = -1;
 #pragma unroll
-    for (uint32_t j = 0; j < kPerLane; ++j) index[j] = -1;
-    if (scheduler.peek(work)) {  // warp-uniform
-      const int32_t* m_indices = static_cast<const int32_t*>(p.layout.groups_data);
-      valid = min(p.layout.rows - work.row_begin, BM);
-#pragma unroll
-      for (uint32_t j = 0; j < kPerLane; ++j) index[j] = __ldg(m_indices + min(work.row_begin + lane * kPerLane + j, p.layout.rows - 1));
-    }
+  for (uint32_t j = 0; j < kPerLane; ++j) {
+    const uint32_t row = row_begin + lane * kPerLane + j;
+    if (row < rows) v = max(v, contiguous_row_group(__ldg(m_indices + row), groups));
   }
-  // The tile's group (the largest of its rows') and that of warpgroup wg's 64 rows.
-  __device__ __forceinline__ void tile_groups(uint32_t groups, uint32_t lane, uint32_t wg, int32_t& tile_group,
-                                              int32_t& wg_group) const {
-    int32_t v = -1;
-#pragma unroll
-    for (uint32_t j = 0; j < kPerLane; ++j) {
-      if (lane * kPerLane + j < valid) v = max(v, contiguous_row_group(index[j], groups));
-    }
-    tile_group = __reduce_max_sync(0xFFFFFFFFu, v);
-    const bool mine = (lane * kPerLane) / 64 == wg;
-    wg_group = __reduce_max_sync(0xFFFFFFFFu, mine ? v : -1);
-  }
-  // The group of tile row `row` (this lane's choice; -1 past the layout), from the lane that holds it.
-  __device__ __forceinline__ int32_t row_group(uint32_t groups, uint32_t row) const {
-    int32_t v = -1;
-#pragma unroll
-    for (uint32_t j = 0; j < kPerLane; ++j) {
-      const int32_t g = __shfl_sync(0xFFFFFFFFu, index[j], row / kPerLane);
-      if (row % kPerLane == j) v = g;
-    }
-    return row < valid ? contiguous_row_group(v, groups) : -1;
-  }
-};
+  tile_group = __reduce_max_sync(0xFFFFFFFFu, v);
+  const bool mine = (lane * kPerLane) / 64 == wg;
+  wg_group = __reduce_max_sync(0xFFFFFFFFu, mine ? v : -1);
+}
 
 }  // namespace megamoe::cuda::sm90
