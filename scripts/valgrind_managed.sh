@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # valgrind memcheck over a subset of the C# suite on the CPU backend (docs/RELIABILITY.md).
 # CoreCLR itself is not memcheck-clean (its JIT'd code, GC and stack probing read memory valgrind
-# considers invalid or uninitialised), so the verdict counts only errors with a frame in
-# libmegamoe, and only "definitely lost" leaks allocated from it; the CoreCLR reports are kept in
-# the log. Skips, saying why, when valgrind or the built suite is missing.
+# considers invalid or uninitialised), so the verdict (scripts/valgrind_verdict.py) counts only errors
+# made by libmegamoe's code or touching memory it allocated, and "definitely lost" leaks allocated by
+# it; the CoreCLR reports are kept in the log. Skips, saying why, when valgrind or the built suite is
+# missing.
 #   scripts/valgrind_managed.sh [preset] [filter]   default: cpu, the error, lifetime and context tests
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,19 +34,7 @@ echo "== valgrind memcheck: dotnet MegaMoe.Tests.dll --filter \"$filter\""
 tests_rc=$?
 grep -E "^\s+(total|failed|succeeded|skipped):" "$out/valgrind-managed-tests.log"
 
-python3 - "$out/valgrind-managed.xml" <<'PY'
-import sys, xml.etree.ElementTree as ET
-errors = ET.parse(sys.argv[1]).getroot().findall("error")
-def ours(error):
-    return any("libmegamoe" in (frame.findtext("obj") or "") for frame in error.iter("frame"))
-mine = [e for e in errors if ours(e)]
-print(f"valgrind: {len(errors)} reports in all, {len(errors) - len(mine)} in CoreCLR only, {len(mine)} with a libmegamoe frame")
-for e in mine:
-    what = e.findtext("what") or e.findtext("xwhat/text")
-    top = next((f.findtext("fn") or f.findtext("obj") for f in e.iter("frame")), "?")
-    print(f"  {e.findtext('kind')}: {what} (at {top})")
-sys.exit(1 if mine else 0)
-PY
+python3 "$root/scripts/valgrind_verdict.py" "$out/valgrind-managed.xml"
 verdict=$?
 if [ "$tests_rc" -ne 0 ]; then
   echo "valgrind: the C# tests failed under valgrind (exit $tests_rc): $out/valgrind-managed-tests.log" >&2

@@ -137,23 +137,32 @@ public sealed class LifetimeTests
         SettledLiveObjectCount().Should().Be(baseline);
     }
 
-    // Not inlined, so no reference to the objects survives in this frame when the caller collects.
+    // Not inlined, so no reference to the objects survives in this frame when the caller collects. They are
+    // held until the count is checked: a collection inside the loop (frequent with a small gen0 budget) would
+    // otherwise finalize some early and make the count depend on GC timing.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void CreateAndDrop(int count)
     {
+        var created = new List<object>();
         for (int i = 0; i < count; i++)
         {
             MoeContext context = MoeContext.Create(Backend.Cpu);
-            DeviceTensor.Allocate(context, DataType.BFloat16, 64, 128).Fill(0);
-            RoutedGemmPlan.Create(context, 8, 2, 4, 128, 256);
+            DeviceTensor tensor = DeviceTensor.Allocate(context, DataType.BFloat16, 64, 128);
+            tensor.Fill(0);
+            created.Add(context);
+            created.Add(tensor);
+            created.Add(RoutedGemmPlan.Create(context, 8, 2, 4, 128, 256));
             if (i % 5 == 0)
             {
-                CreateLayer(context);
-                EpDispatcher.Create(EpCommunicator.CreateLoopback([context])[0], SmallGroup);
+                created.Add(CreateLayer(context));
+                EpCommunicator communicator = EpCommunicator.CreateLoopback([context])[0];
+                created.Add(communicator);
+                created.Add(EpDispatcher.Create(communicator, SmallGroup));
             }
         }
 
         MegaMoeLibrary.LiveObjectCount.Should().BeGreaterThanOrEqualTo(3L * count);
+        GC.KeepAlive(created);
     }
 
     private static long SettledLiveObjectCount()
