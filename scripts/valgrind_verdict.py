@@ -43,8 +43,7 @@ def _is_ours(frame):
 
 def classify(error):
     """'ours', 'below' (a libmegamoe frame under CoreCLR's faulting code) or 'coreclr'."""
-    stacks = error.findall("stack")
-    if stacks and any(_is_ours(_responsible(stack)) for stack in stacks):
+    if any(_is_ours(_responsible(stack)) for stack in error.findall("stack")):
         return "ours"
     if any(OURS in _obj(frame) for frame in error.iter("frame")):
         return "below"
